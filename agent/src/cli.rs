@@ -1,0 +1,100 @@
+//! The command line.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hybrid-node-agent",
+    version,
+    about = "Preflight and continuous health checks for Amazon EKS hybrid nodes",
+    long_about = "Checks that an on-premises host can join an Amazon EKS cluster as a hybrid \
+                  node and stays healthy afterwards: nodeadm phase, NodeConfig, containerd \
+                  registries and trust, NVIDIA GPUs and the network path. `check` runs \
+                  everything once (before `nodeadm init`, say); `run` is the daemon systemd \
+                  starts, serving Prometheus metrics."
+)]
+pub struct Cli {
+    /// Agent config file [default: /etc/hybrid-node-agent/config.toml under --root;
+    /// a missing default file means all defaults]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "HYBRID_NODE_AGENT_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Treat DIR as the host's root directory: every host path the agent
+    /// reads or writes is taken under it
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: probe every domain on its schedule and serve
+    /// /metrics, /status and /healthz
+    Run(RunArgs),
+    /// Run every check once and print a report; exit 0 if all pass,
+    /// 1 on warnings, 2 on failures
+    Check(CheckArgs),
+    /// Print the version
+    Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Listen address of the HTTP endpoint, overriding agent.listen
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// When to colour the table
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub color: When,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum When {
+    Auto,
+    Always,
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["hna", "check", "--root", "/tmp/x", "-o", "json"]).expect("parse");
+        assert_eq!(cli.root, PathBuf::from("/tmp/x"));
+        match cli.command {
+            Command::Check(a) => assert_eq!(a.output, Output::Json),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

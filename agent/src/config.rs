@@ -1,0 +1,357 @@
+//! The agent's own configuration (`/etc/hybrid-node-agent/config.toml`).
+//!
+//! Typed, every key optional with a default, unknown keys rejected with the
+//! file, line and column. `packaging/config.toml` documents every key; a test
+//! keeps that file and this module in agreement.
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config lives when `--config` is not given (under `--root`).
+pub const DEFAULT_PATH: &str = "/etc/hybrid-node-agent/config.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub lifecycle: LifecycleConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/status`).
+    pub listen: SocketAddr,
+    /// Log filter (`info`, `debug`, `hybrid_node_agent=debug,warn`, …).
+    /// `RUST_LOG` in the environment takes precedence.
+    pub log_level: String,
+    /// Longest a single domain run may take before it is reported as timed
+    /// out.
+    pub probe_timeout: Interval,
+    /// Most HTTP connections served at once; further ones wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10063)),
+            log_level: "info".to_owned(),
+            probe_timeout: Interval(Duration::from_secs(20)),
+            max_connections: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// How often the nodeadm phase is re-evaluated.
+    pub interval: Interval,
+    /// Where the kubelet serves its health endpoint (`healthzBindAddress`).
+    pub kubelet_healthz: SocketAddr,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            interval: Interval(Duration::from_secs(15)),
+            kubelet_healthz: SocketAddr::from(([127, 0, 0, 1], 10248)),
+        }
+    }
+}
+
+/// A duration written as a number and a unit: `500ms`, `15s`, `10m`, `1h`,
+/// or a combination such as `1m30s`. Must be positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval(pub Duration);
+
+impl Interval {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl std::str::FromStr for Interval {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = "expected a duration such as \"500ms\", \"15s\", \"10m\" or \"1h30m\"";
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(format!("empty duration: {expected}"));
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(format!("invalid duration {s:?}: {expected}"));
+            }
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+            let part = match &rest[..unit_len] {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n.saturating_mul(60)),
+                "h" => Duration::from_secs(n.saturating_mul(3600)),
+                "" => return Err(format!("invalid duration {s:?}: missing unit; {expected}")),
+                u => {
+                    return Err(format!(
+                        "invalid duration {s:?}: unknown unit {u:?}; {expected}"
+                    ))
+                }
+            };
+            total = total.saturating_add(part);
+            rest = &rest[unit_len..];
+        }
+        if total.is_zero() {
+            return Err(format!("invalid duration {s:?}: must be greater than zero"));
+        }
+        Ok(Interval(total))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a config could not be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists (or was named explicitly) but could not be read.
+    #[error("cannot read agent config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or does not match the schema.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// The file parsed but a value is not acceptable.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Where a config comes from and whether its absence is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    /// Named with `--config`: a missing file is an error rather than "use
+    /// the defaults".
+    pub explicit: bool,
+}
+
+impl ConfigSource {
+    /// Reads and parses the config. A missing default config means all
+    /// defaults; a missing explicit one is an error.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => parse(&self.path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.explicit => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Parses config text; `path` is only used in error messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    config.validate(path)?;
+    Ok(config)
+}
+
+impl Config {
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if self.agent.max_connections == 0 {
+            return Err(invalid(
+                "agent.max_connections must be at least 1".to_owned(),
+            ));
+        }
+        crate::logging::parse_filter(&self.agent.log_level)
+            .map_err(|e| invalid(format!("agent.log_level: {e}")))?;
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/hybrid-node-agent/config.toml"), text)
+    }
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        assert_eq!(p("").ok(), Some(Config::default()));
+        let c = Config::default();
+        assert_eq!(c.agent.listen.port(), 10063);
+        assert_eq!(c.lifecycle.kubelet_healthz.to_string(), "127.0.0.1:10248");
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = p(r#"
+[agent]
+listen = "127.0.0.1:9100"
+log_level = "debug"
+probe_timeout = "1m30s"
+
+[lifecycle]
+interval = "500ms"
+"#)
+        .expect("valid config");
+        assert_eq!(c.agent.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.agent.probe_timeout.get(), Duration::from_secs(90));
+        assert_eq!(c.lifecycle.interval.get(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = p("[agent]\nlisten = \"127.0.0.1:1\"\n  lissen = 3\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("/etc/hybrid-node-agent/config.toml:3:3: unknown field `lissen`"),
+            "{msg}"
+        );
+        assert!(msg.contains("expected one of"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_table_is_rejected() {
+        let err = p("[agnet]\n").unwrap_err().to_string();
+        assert!(err.contains(":1:2: unknown field `agnet`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_line_and_column() {
+        let err = p("[agent]\n\nlisten = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml:3:10:"), "{err}");
+        assert!(err.contains("invalid socket address"), "{err}");
+
+        let err = p("[lifecycle]\ninterval = \"10 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml:2:12:"), "{err}");
+        assert!(err.contains("expected a duration"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let err = p("[agent\nlisten = 1\n").unwrap_err();
+        match err {
+            ConfigError::Parse { line, column, .. } => assert_eq!((line, column), (1, 7)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn semantic_errors_are_reported() {
+        let err = p("[agent]\nmax_connections = 0\n").unwrap_err().to_string();
+        assert!(err.contains("max_connections must be at least 1"), "{err}");
+        let err = p("[agent]\nlog_level = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent.log_level"), "{err}");
+    }
+
+    #[test]
+    fn intervals() {
+        let ok = |s: &str| s.parse::<Interval>().map(Interval::get);
+        assert_eq!(ok("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(ok("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(ok("250ms"), Ok(Duration::from_millis(250)));
+        for bad in [
+            "",
+            "0s",
+            "15",
+            "s",
+            "3 days",
+            "1d",
+            "-1s",
+            "18446744073709551616s",
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn missing_default_config_means_defaults_but_missing_explicit_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.toml");
+        let implicit = ConfigSource {
+            path: path.clone(),
+            explicit: false,
+        };
+        assert_eq!(implicit.load().ok(), Some(Config::default()));
+        let explicit = ConfigSource {
+            path,
+            explicit: true,
+        };
+        let err = explicit.load().unwrap_err().to_string();
+        assert!(err.contains("absent.toml"), "{err}");
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        let text = "a\nbé=c\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 2), (2, 1));
+        assert_eq!(line_column(text, 5), (2, 3));
+        assert_eq!(line_column(text, 999), (3, 1));
+    }
+}

@@ -1,0 +1,177 @@
+//! The host as a parameter: every host path the agent reads or writes goes
+//! through [`Host`], whose root is `/` in production and a temp dir in tests.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    root: PathBuf,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Host::new("/")
+    }
+}
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Host { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The real location of an absolute host path such as `/etc/eks`.
+    ///
+    /// `..` components are dropped rather than resolved, so a path can never
+    /// climb out of the root.
+    pub fn path(&self, host_path: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.root.clone();
+        for c in host_path.as_ref().components() {
+            if let Component::Normal(part) = c {
+                out.push(part);
+            }
+        }
+        out
+    }
+
+    pub fn exists(&self, host_path: impl AsRef<Path>) -> bool {
+        self.path(host_path).exists()
+    }
+
+    /// Whether `host_path` is a regular file with an execute bit set.
+    pub fn is_executable(&self, host_path: impl AsRef<Path>) -> bool {
+        fs::metadata(self.path(host_path))
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    }
+}
+
+/// Writes `contents` to `path` so that a reader (or a crash) sees either the
+/// old file or the whole new one, never a part: a temp file in the same
+/// directory, fsync, rename over the target, fsync the directory.
+///
+/// The target must not be a directory or a symlink: the agent never writes
+/// through a link it did not create.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a regular file; refusing to replace it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    // A temp file left by a crash of an earlier process with the same pid.
+    // `create_new` below never follows a link planted at this name.
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode given to open(2).
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let h = Host::new("/tmp/root");
+        assert_eq!(
+            h.path("/etc/eks/kubelet/environment"),
+            PathBuf::from("/tmp/root/etc/eks/kubelet/environment")
+        );
+        assert_eq!(
+            h.path("/../../etc/passwd"),
+            PathBuf::from("/tmp/root/etc/passwd")
+        );
+        assert_eq!(Host::default().path("/etc"), PathBuf::from("/etc"));
+    }
+
+    #[test]
+    fn executable_detection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        fs::create_dir_all(h.path("/usr/bin")).expect("mkdir");
+        fs::write(h.path("/usr/bin/tool"), "#!/bin/sh\n").expect("write");
+        assert!(!h.is_executable("/usr/bin/tool"));
+        fs::set_permissions(h.path("/usr/bin/tool"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        assert!(h.is_executable("/usr/bin/tool"));
+        assert!(!h.is_executable("/usr/bin"));
+        assert!(!h.is_executable("/usr/bin/absent"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file_with_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hosts.toml");
+        write_atomic(&path, b"first", 0o644).expect("write");
+        write_atomic(&path, b"second", 0o600).expect("rewrite");
+        assert_eq!(fs::read(&path).expect("read"), b"second");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temp file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("readdir")
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("hosts.toml")]);
+    }
+
+    #[test]
+    fn atomic_write_refuses_symlinks_and_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "precious").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+        assert!(write_atomic(&link, b"x", 0o644).is_err());
+        assert_eq!(fs::read_to_string(&outside).expect("read"), "precious");
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).expect("mkdir");
+        assert!(write_atomic(&sub, b"x", 0o644).is_err());
+        assert!(sub.is_dir());
+    }
+
+    #[test]
+    fn atomic_write_into_missing_directory_fails_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = write_atomic(&dir.path().join("no/such/file"), b"x", 0o644);
+        assert!(err.is_err());
+    }
+}

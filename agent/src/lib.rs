@@ -1,0 +1,25 @@
+//! hybrid-node-agent: preflight and continuous health of an Amazon EKS
+//! hybrid node — nodeadm lifecycle, NodeConfig, containerd registries and
+//! trust, NVIDIA GPUs, and the network path — exposed as a `check` report,
+//! Prometheus metrics and systemd status.
+//!
+//! Layout: [`check`] is the result model; each domain implements
+//! [`domain::Domain`]; [`daemon`] schedules them and [`metrics`] serves the
+//! cached results; [`host`] puts every host path under a configurable root.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod facts;
+pub mod host;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod report;
+pub mod state;
+pub mod systemd;

@@ -1,0 +1,273 @@
+//! The HTTP endpoint: `/metrics`, `/healthz` and `/status`, over hyper's
+//! HTTP/1 server. Every response is built from cached state; nothing here
+//! waits on a probe.
+
+use super::{encode, Format};
+use crate::check::Tally;
+use crate::facts::Facts;
+use crate::state::{Cache, Snapshot};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// A client has this long to send a request's headers (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted; hyper answers 431 beyond it.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// How long connections may take to finish on shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the handlers read.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub registry: Arc<Registry>,
+    pub cache: Arc<Cache>,
+    pub facts: Facts,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves until `shutdown` turns true, then drains open connections.
+/// A listener sent on `rebind` replaces the current one (config reload).
+pub async fn serve(
+    mut listener: TcpListener,
+    endpoint: Arc<Endpoint>,
+    max_connections: usize,
+    mut rebind: mpsc::Receiver<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .keep_alive(true);
+    loop {
+        // Past the limit, new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let endpoint = endpoint.clone();
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let endpoint = endpoint.clone();
+                        async move { Ok::<_, Infallible>(handle(&endpoint, &req)) }
+                    });
+                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "HTTP connection ended with an error");
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(new) = rebind.recv() => {
+                if let Ok(addr) = new.local_addr() {
+                    tracing::info!(%addr, "listening on the new address");
+                }
+                listener = new;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("HTTP connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
+
+/// Routes one request. Only GET and HEAD on the known paths are served.
+pub fn handle<B>(endpoint: &Endpoint, req: &Request<B>) -> Response<Body> {
+    route(endpoint, req.method(), req.uri().path(), req.headers())
+}
+
+fn route(endpoint: &Endpoint, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+    let known = matches!(path, "/metrics" | "/healthz" | "/status" | "/");
+    if !known {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /status or /healthz\n",
+        );
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => {
+            let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            match encode(&endpoint.registry, format) {
+                Ok(body) => response(StatusCode::OK, format.content_type(), body.into()),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+            }
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/status" => match serde_json::to_vec_pretty(&status_document(endpoint)) {
+            Ok(body) => response(StatusCode::OK, "application/json", body.into()),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+        },
+        _ => text(
+            StatusCode::OK,
+            "hybrid-node-agent: /metrics (Prometheus), /status (JSON), /healthz\n",
+        ),
+    }
+}
+
+/// The `/status` document.
+#[derive(Debug, Serialize)]
+pub struct StatusDocument<'a> {
+    pub version: &'static str,
+    pub phase: Option<crate::lifecycle::Phase>,
+    pub summary: Tally,
+    pub domains: &'a BTreeMap<&'static str, Snapshot>,
+}
+
+fn status_document(endpoint: &Endpoint) -> serde_json::Value {
+    endpoint.cache.with_snapshots(|domains| {
+        let doc = StatusDocument {
+            version: env!("CARGO_PKG_VERSION"),
+            phase: endpoint.facts.phase(),
+            summary: Tally::of(domains.values().flat_map(|s| s.checks.iter())),
+            domains,
+        };
+        serde_json::to_value(&doc).unwrap_or(serde_json::Value::Null)
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn endpoint() -> Endpoint {
+        let cache = Arc::new(Cache::default());
+        let mut registry = super::super::new_registry();
+        super::super::CoreMetrics::register(
+            &mut registry,
+            cache.clone(),
+            std::time::SystemTime::now(),
+        );
+        Endpoint {
+            registry: Arc::new(registry),
+            cache,
+            facts: Facts::default(),
+        }
+    }
+
+    async fn get(
+        e: &Endpoint,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(a) = accept {
+            req = req.header(ACCEPT, a);
+        }
+        let req = req.body(()).expect("request");
+        let (parts, body) = handle(e, &req).into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(never) => match never {},
+        };
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let e = endpoint();
+        let (s, h, body) = get(&e, Method::GET, "/metrics", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(h[CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
+        assert!(body.contains("hybrid_node_agent_info{version="), "{body}");
+
+        let (_, h, body) = get(
+            &e,
+            Method::GET,
+            "/metrics",
+            Some("application/openmetrics-text; version=1.0.0"),
+        )
+        .await;
+        assert!(h[CONTENT_TYPE]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("application/openmetrics-text"));
+        assert!(body.ends_with("# EOF\n"));
+
+        assert_eq!(
+            get(&e, Method::GET, "/healthz", None).await.0,
+            StatusCode::OK
+        );
+        let (s, h, body) = get(&e, Method::GET, "/status", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+
+        assert_eq!(
+            get(&e, Method::GET, "/nope", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (s, h, _) = get(&e, Method::POST, "/metrics", None).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(h[ALLOW], "GET, HEAD");
+        assert_eq!(
+            get(&e, Method::HEAD, "/metrics", None).await.0,
+            StatusCode::OK
+        );
+    }
+}
