@@ -4,7 +4,7 @@
 //! file, line and column. `packaging/config.toml` documents every key; a test
 //! keeps that file and this module in agreement.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,14 +13,14 @@ use std::time::Duration;
 /// Where the config lives when `--config` is not given (under `--root`).
 pub const DEFAULT_PATH: &str = "/etc/hybrid-node-agent/config.toml";
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentConfig,
     pub lifecycle: LifecycleConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/status`).
@@ -47,7 +47,7 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleConfig {
     /// How often the nodeadm phase is re-evaluated.
@@ -121,6 +121,22 @@ impl std::str::FromStr for Interval {
             return Err(format!("invalid duration {s:?}: must be greater than zero"));
         }
         Ok(Interval(total))
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        let text = if d.subsec_millis() != 0 || d.as_secs() == 0 {
+            format!("{}ms", d.as_millis())
+        } else if d.as_secs() % 3600 == 0 {
+            format!("{}h", d.as_secs() / 3600)
+        } else if d.as_secs() % 60 == 0 {
+            format!("{}m", d.as_secs() / 60)
+        } else {
+            format!("{}s", d.as_secs())
+        };
+        s.serialize_str(&text)
     }
 }
 
@@ -344,6 +360,56 @@ interval = "500ms"
         };
         let err = explicit.load().unwrap_err().to_string();
         assert!(err.contains("absent.toml"), "{err}");
+    }
+
+    /// `packaging/config.toml` has every key commented out with its default.
+    /// Uncommented, it must parse to the defaults and name every key.
+    #[test]
+    fn example_config_documents_every_key_with_its_default() {
+        let text = include_str!("../../packaging/config.toml");
+        assert_eq!(
+            p(text).ok(),
+            Some(Config::default()),
+            "as shipped: all defaults"
+        );
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            p(&uncommented).ok(),
+            Some(Config::default()),
+            "documented values differ from the defaults"
+        );
+        let documented: toml::Table = toml::from_str(&uncommented).expect("toml");
+        let actual = toml::Table::try_from(Config::default()).expect("serialize");
+        let keys = |t: &toml::Table| -> Vec<String> {
+            let mut k: Vec<String> = t
+                .iter()
+                .flat_map(|(section, v)| {
+                    v.as_table()
+                        .into_iter()
+                        .flat_map(|t| t.keys())
+                        .map(move |k| format!("{section}.{k}"))
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&documented), keys(&actual));
+    }
+
+    #[test]
+    fn intervals_round_trip() {
+        for s in ["500ms", "15s", "10m", "1h", "90s", "1500ms"] {
+            let i: Interval = s.parse().expect("parse");
+            let v = toml::Value::try_from(i).expect("serialize");
+            assert_eq!(v.as_str(), Some(s));
+        }
     }
 
     #[test]

@@ -56,10 +56,7 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
             // `# UNIT`, `# EOF`, comments.
         } else if !line.is_empty() {
             let sample = strip_exemplar(line);
-            let name = sample
-                .split(|c: char| c == '{' || c == ' ')
-                .next()
-                .unwrap_or("");
+            let name = sample.split(['{', ' ']).next().unwrap_or("");
             let created = matches!(kind, Kind::Counter | Kind::Histogram)
                 && name.strip_prefix(family) == Some("_created");
             if !created {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, then every unit and end-to-end test.
+# End-to-end tests need the tools .ci/run installs (promtool, …); under
+# CI=true a missing one fails its test instead of skipping it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The black-box tests drive the built binary.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked

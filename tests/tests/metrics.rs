@@ -1,0 +1,111 @@
+//! The metric contract: real `promtool` accepts a live scrape, and
+//! `docs/metrics.md` matches what the agent exports.
+
+use hybrid_node_agent_e2e::{repo_root, require_tool, root_from_fixture, Agent};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn live_scrape() -> String {
+    let root = root_from_fixture("installed");
+    let mut agent = Agent::start(&["--root", root.path().to_str().expect("utf-8")], &[], None);
+    agent.wait_ready();
+    agent.metrics()
+}
+
+#[test]
+fn promtool_check_metrics_reports_no_problems() {
+    let Some(promtool) = require_tool("promtool") else {
+        return;
+    };
+    let scrape = live_scrape();
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
+    assert!(
+        report.trim().is_empty(),
+        "promtool found problems: {report}"
+    );
+}
+
+/// name -> (type, label names) from the exposition text.
+fn families(scrape: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    for line in scrape.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').expect("TYPE line");
+            out.insert(name.to_owned(), (ty.to_owned(), BTreeSet::new()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let labels = line
+                .split_once('{')
+                .and_then(|(_, rest)| rest.rsplit_once('}'))
+                .map(|(labels, _)| labels)
+                .unwrap_or("");
+            let entry = out
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("sample {name} before its TYPE line"));
+            // Label values here never contain `",`; split on it.
+            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                let key = pair.split('=').next().unwrap_or("").trim_start_matches(',');
+                entry.1.insert(key.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let doc =
+        std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
+    doc.lines()
+        .filter(|l| l.starts_with("| `hybrid_node_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`').to_owned();
+            let ty = cells[2].to_owned();
+            let labels = cells[3]
+                .split(',')
+                .map(|s| s.trim().trim_matches('`').to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            (name, (ty, labels))
+        })
+        .collect()
+}
+
+#[test]
+fn docs_match_the_live_scrape() {
+    let scraped = families(&live_scrape());
+    let doc = documented();
+    for (name, (ty, labels)) in &scraped {
+        let Some((doc_ty, doc_labels)) = doc.get(name) else {
+            panic!("{name} is exported but not documented in docs/metrics.md");
+        };
+        assert_eq!(ty, doc_ty, "type of {name}");
+        assert_eq!(labels, doc_labels, "labels of {name}");
+    }
+    for name in doc.keys() {
+        assert!(
+            scraped.contains_key(name),
+            "{name} is documented but not exported"
+        );
+    }
+}
