@@ -1,6 +1,6 @@
 //! What each command does, and the exit code of each failure.
 
-use crate::cli::{CheckArgs, Cli, Command, Output, When};
+use crate::cli::{CheckArgs, Cli, Command, Output, RenderArgs, When};
 use crate::config::{self, ConfigError, ConfigSource};
 use crate::daemon::{self, DaemonError};
 use crate::facts::Facts;
@@ -13,6 +13,10 @@ use std::process::ExitCode;
 pub mod exit {
     /// Bad usage or configuration.
     pub const USAGE: u8 = 64;
+    /// An input file (a NodeConfig given on the command line) is invalid.
+    pub const DATAERR: u8 = 65;
+    /// An input file cannot be read.
+    pub const NOINPUT: u8 = 66;
     /// A needed resource (the listen address) is unavailable.
     pub const UNAVAILABLE: u8 = 69;
     /// An internal error.
@@ -25,6 +29,16 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// A file named on the command line cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file named on the command line is not valid.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl AppError {
@@ -33,6 +47,8 @@ impl AppError {
             AppError::Config(_) => exit::USAGE,
             AppError::Daemon(DaemonError::Bind { .. }) => exit::UNAVAILABLE,
             AppError::Daemon(DaemonError::Runtime(_)) => exit::SOFTWARE,
+            AppError::Read { .. } => exit::NOINPUT,
+            AppError::Invalid(_) => exit::DATAERR,
         })
     }
 }
@@ -55,6 +71,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
             println!("hybrid-node-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render(args) => render(&host, &args),
         Command::Check(args) => {
             let config = source.load()?;
             crate::logging::init(&config.agent.log_level);
@@ -101,4 +118,60 @@ fn check(config: &config::Config, host: &Host, args: &CheckArgs) -> ExitCode {
     };
     println!("{}", text.trim_end());
     ExitCode::from(report.exit_code())
+}
+
+fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
+    use crate::containerd::{config::ContainerdConfig, effective, render};
+    let path = &args.nodeconfig;
+    let text = std::fs::read_to_string(path).map_err(|source| AppError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let config = crate::nodeconfig::parse::parse(&text).map_err(|e| {
+        AppError::Invalid(match e.position {
+            Some((l, c)) => format!("{}:{l}:{c}: {}", path.display(), e.message),
+            None => format!("{}: {}", path.display(), e.message),
+        })
+    })?;
+    let Some(inline) = config.spec.containerd.config.as_deref() else {
+        println!("# {} has no spec.containerd.config: nothing to correct", path.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    // nodeadm's sandbox image is only known from a live config.
+    let live = std::fs::read_to_string(host.path(effective::MAIN_CONFIG))
+        .ok()
+        .and_then(|t| ContainerdConfig::parse(&t).ok())
+        .and_then(|c| c.sandbox_image());
+    if let Some(f) = crate::nodeconfig::validate::containerd_toml_finding(&config, &text) {
+        let at = f.position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
+        return Err(AppError::Invalid(format!("{}{at}: {}", path.display(), f.message)));
+    }
+    let corrected = render::correct(inline, live.as_deref())
+        .map_err(|e| AppError::Invalid(format!("{}: spec.containerd.config: {e}", path.display())))?;
+    println!("# Corrected spec.containerd.config for {}", path.display());
+    for r in &corrected.moved {
+        println!(
+            "# - registry.mirrors/configs.tls of {} moved to /etc/containerd/certs.d/{}/hosts.toml",
+            r.host, r.host
+        );
+    }
+    for r in &corrected.restored {
+        println!("# - restored nodeadm setting: {r}");
+    }
+    let cri = ContainerdConfig::parse(inline).map(|c| !c.cri_tables().is_empty()).unwrap_or(false);
+    if cri && live.is_none() {
+        println!(
+            "# - sandbox_image: nodeadm's (region-specific) value is only known after init; \
+             this file replaces it with containerd's default unless you set it here"
+        );
+    }
+    if corrected.text.contains("auth") {
+        println!("# Credentials are shown redacted: keep your current values.");
+    }
+    print!("{}", render::redact_credentials(&corrected.text));
+    for r in &corrected.moved {
+        println!("\n# --- /etc/containerd/certs.d/{}/hosts.toml", r.host);
+        print!("{}", render::hosts_toml(r));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -103,6 +103,25 @@ impl Check {
     }
 }
 
+/// Domains in the order a site admin reads them: where the host is, what
+/// it will join with, then the resources it needs.
+pub const DOMAIN_ORDER: [&str; 6] = [
+    "lifecycle",
+    "nodeconfig",
+    "containerd",
+    "registry",
+    "gpu",
+    "network",
+];
+
+fn domain_rank(domain: &str) -> (usize, &str) {
+    let rank = DOMAIN_ORDER
+        .iter()
+        .position(|d| *d == domain)
+        .unwrap_or(DOMAIN_ORDER.len());
+    (rank, domain)
+}
+
 /// Counts of checks by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
@@ -153,8 +172,9 @@ pub struct Report {
 
 impl Report {
     pub fn new(mut checks: Vec<Check>) -> Self {
-        // Stable order: by domain, then by the order the domain reported.
-        checks.sort_by_key(|c| c.domain);
+        // Stable order: by domain, in the order a host goes through them,
+        // then by the order the domain reported.
+        checks.sort_by_key(|c| domain_rank(c.domain));
         Report { checks }
     }
 

@@ -43,6 +43,11 @@ pub enum Command {
     /// Run every check once and print a report; exit 0 if all pass,
     /// 1 on warnings, 2 on failures
     Check(CheckArgs),
+    /// Print the corrected NodeConfig `containerd.config` (legacy registry
+    /// settings moved out, nodeadm's CRI settings restored) and the
+    /// hosts.toml files that replace the registry settings; the host is not
+    /// changed
+    Render(RenderArgs),
     /// Print the version
     Version,
 }
@@ -52,6 +57,13 @@ pub struct RunArgs {
     /// Listen address of the HTTP endpoint, overriding agent.listen
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The NodeConfig file (YAML or JSON)
+    #[arg(long, value_name = "FILE")]
+    pub nodeconfig: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

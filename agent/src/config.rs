@@ -18,6 +18,8 @@ pub const DEFAULT_PATH: &str = "/etc/hybrid-node-agent/config.toml";
 pub struct Config {
     pub agent: AgentConfig,
     pub lifecycle: LifecycleConfig,
+    pub nodeconfig: NodeConfigConfig,
+    pub containerd: ContainerdConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -61,6 +63,50 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             interval: Interval(Duration::from_secs(15)),
             kubelet_healthz: SocketAddr::from(([127, 0, 0, 1], 10248)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfigConfig {
+    /// The NodeConfig file nodeadm reads (host path, under `--root`).
+    pub path: PathBuf,
+    /// How long file events must be quiet before the file is re-read.
+    pub debounce: Interval,
+    /// Re-read even without a file event (a safety net for missed events).
+    pub interval: Interval,
+}
+
+impl Default for NodeConfigConfig {
+    fn default() -> Self {
+        NodeConfigConfig {
+            path: PathBuf::from("/etc/nodeadm/nodeconfig.yaml"),
+            debounce: Interval(Duration::from_millis(100)),
+            interval: Interval(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerdConfig {
+    /// How often the effective containerd config is re-analysed (also on
+    /// every new good NodeConfig).
+    pub interval: Interval,
+    /// containerd's config directory on the host (under `--root`).
+    pub config_dir: PathBuf,
+    /// The containerd program used for `containerd config dump`, looked up
+    /// on the agent's PATH (not under `--root`).
+    pub binary: String,
+}
+
+impl Default for ContainerdConfig {
+    fn default() -> Self {
+        ContainerdConfig {
+            interval: Interval(Duration::from_secs(60)),
+            config_dir: PathBuf::from("/etc/containerd"),
+            binary: "containerd".to_owned(),
         }
     }
 }
@@ -220,6 +266,18 @@ impl Config {
             path: path.to_owned(),
             message,
         };
+        if !self.nodeconfig.path.is_absolute() {
+            return Err(invalid(format!(
+                "nodeconfig.path must be an absolute path, got {:?}",
+                self.nodeconfig.path
+            )));
+        }
+        if !self.containerd.config_dir.is_absolute() {
+            return Err(invalid(format!(
+                "containerd.config_dir must be an absolute path, got {:?}",
+                self.containerd.config_dir
+            )));
+        }
         if self.agent.max_connections == 0 {
             return Err(invalid(
                 "agent.max_connections must be at least 1".to_owned(),

@@ -185,6 +185,13 @@ async fn reload(
     Ok((config, Some(listener)))
 }
 
+async fn triggered(trigger: Option<&tokio::sync::Notify>) {
+    match trigger {
+        Some(t) => t.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(i) => {
@@ -267,8 +274,10 @@ async fn schedule(
         }
         let _ = ran.send(name).await;
         let Some(d) = slot.as_mut() else { break };
+        let trigger = d.trigger();
         tokio::select! {
             _ = tokio::time::sleep(d.interval()) => {}
+            _ = triggered(trigger.as_deref()) => {}
             changed = config.changed() => {
                 if changed.is_err() {
                     break;

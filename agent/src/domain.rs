@@ -26,6 +26,15 @@ pub trait Domain: Send + std::fmt::Debug + 'static {
     /// Takes a new, already validated config. State that is not derived from
     /// the config (counters, histories) is kept.
     fn reconfigure(&mut self, config: &Config);
+    /// Domains whose facts this one uses: `check` runs them first.
+    fn after(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Woken to run before the interval is up (a file changed, a fact this
+    /// domain depends on was published).
+    fn trigger(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Builds every domain, registering their metrics in `registry`.
@@ -35,12 +44,26 @@ pub fn build_all(
     registry: &mut Registry,
     facts: &Facts,
 ) -> Vec<Box<dyn Domain>> {
-    vec![Box::new(crate::lifecycle::Lifecycle::new(
-        config,
-        host.clone(),
-        registry,
-        facts.clone(),
-    ))]
+    vec![
+        Box::new(crate::lifecycle::Lifecycle::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::nodeconfig::NodeConfigDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::containerd::ContainerdDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+    ]
 }
 
 /// The check reported for a run that did not finish in time.
@@ -65,9 +88,35 @@ pub fn crashed(domain: &'static str) -> Check {
     .with_remedy("see the agent's log and report the bug")
 }
 
-/// Runs every domain once, in parallel, each bounded by `timeout`; a domain
-/// that does not finish in time is reported as such and left behind.
+/// Runs every domain once, each bounded by `timeout`: in waves, a domain
+/// after the domains it depends on ([`Domain::after`]), the domains of a
+/// wave in parallel. A domain that does not finish in time is reported as
+/// such and left behind.
 pub fn run_once(domains: Vec<Box<dyn Domain>>, timeout: Duration) -> Vec<Check> {
+    let mut waiting = domains;
+    let mut done: Vec<&'static str> = Vec::new();
+    let mut checks = Vec::new();
+    while !waiting.is_empty() {
+        let names: Vec<&'static str> = waiting.iter().map(|d| d.name()).collect();
+        let (ready, rest): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|d| {
+            d.after()
+                .iter()
+                .all(|dep| done.contains(dep) || !names.contains(dep))
+        });
+        if ready.is_empty() {
+            // A dependency cycle: run the rest together rather than never.
+            done.extend(rest.iter().map(|d| d.name()));
+            checks.extend(run_wave(rest, timeout));
+            break;
+        }
+        done.extend(ready.iter().map(|d| d.name()));
+        checks.extend(run_wave(ready, timeout));
+        waiting = rest;
+    }
+    checks
+}
+
+fn run_wave(domains: Vec<Box<dyn Domain>>, timeout: Duration) -> Vec<Check> {
     let (tx, rx) = mpsc::channel();
     let mut pending = Vec::with_capacity(domains.len());
     let mut checks = Vec::new();

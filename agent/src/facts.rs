@@ -3,8 +3,9 @@
 //! consumer sees the latest value and can wait for changes.
 
 use crate::lifecycle::Phase;
-use std::sync::Arc;
-use tokio::sync::watch;
+use crate::nodeconfig::Loaded;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -14,6 +15,9 @@ pub struct Facts {
 #[derive(Debug)]
 struct Inner {
     phase: watch::Sender<Option<Phase>>,
+    nodeconfig: watch::Sender<Option<Arc<Loaded>>>,
+    /// Woken when a new good NodeConfig is published.
+    nodeconfig_listeners: Mutex<Vec<Arc<Notify>>>,
 }
 
 impl Default for Facts {
@@ -21,6 +25,8 @@ impl Default for Facts {
         Facts {
             inner: Arc::new(Inner {
                 phase: watch::Sender::new(None),
+                nodeconfig: watch::Sender::new(None),
+                nodeconfig_listeners: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -42,6 +48,33 @@ impl Facts {
 
     pub fn subscribe_phase(&self) -> watch::Receiver<Option<Phase>> {
         self.inner.phase.subscribe()
+    }
+
+    /// The last good NodeConfig; `None` until one has loaded.
+    pub fn nodeconfig(&self) -> Option<Arc<Loaded>> {
+        self.inner.nodeconfig.borrow().clone()
+    }
+
+    /// Publishes a new good NodeConfig and wakes the domains that use it.
+    pub fn set_nodeconfig(&self, loaded: Arc<Loaded>) {
+        self.inner.nodeconfig.send_replace(Some(loaded));
+        let listeners = self
+            .inner
+            .nodeconfig_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for l in listeners.iter() {
+            l.notify_one();
+        }
+    }
+
+    /// `notify` is woken each time a new good NodeConfig is published.
+    pub fn on_nodeconfig_change(&self, notify: Arc<Notify>) {
+        self.inner
+            .nodeconfig_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(notify);
     }
 }
 

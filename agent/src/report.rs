@@ -116,13 +116,13 @@ mod tests {
     fn table_groups_by_domain_and_shows_remedies_of_problems() {
         let t = table(&report(), Some(Phase::Installed), Colour::Never);
         let expected = "\
-gpu
-  PASS  count    8 GPUs
-
 lifecycle
   PASS  phase    phase installed
   WARN  nodeadm  not installed
                  fix: install it
+
+gpu
+  PASS  count    8 GPUs
 
 WARNINGS: phase installed; 2 pass, 1 warn, 0 fail
 ";
@@ -139,7 +139,7 @@ WARNINGS: phase installed; 2 pass, 1 warn, 0 fail
         assert_eq!(v["phase"], "joined");
         assert_eq!(v["exit_code"], 1);
         assert_eq!(v["summary"]["warn"], 1);
-        assert_eq!(v["checks"][2]["remedy"], "install it");
-        assert_eq!(v["checks"][0]["domain"], "gpu");
+        assert_eq!(v["checks"][1]["remedy"], "install it");
+        assert_eq!(v["checks"][2]["domain"], "gpu");
     }
 }

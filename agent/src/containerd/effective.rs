@@ -1,0 +1,623 @@
+//! The *effective* containerd configuration — what the daemon will actually
+//! run with after merging imports — and the traps in it that silently break
+//! pulls or the CRI plugin.
+//!
+//! Ground truth is `containerd --config <private copy> config dump`, which
+//! merges imports exactly as the daemon does; without a containerd binary
+//! the agent applies containerd 1.x's import rule itself: a plugin table in
+//! an imported file *replaces* the main file's table for that plugin.
+
+use super::config::{ContainerdConfig, CRI_V2};
+use crate::check::{Check, Status};
+use crate::host::Host;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use toml_edit::{DocumentMut, Item, Table};
+
+pub const DOMAIN: &str = "containerd";
+
+/// containerd's main config file.
+pub const MAIN_CONFIG: &str = "/etc/containerd/config.toml";
+/// Where hybrid nodeadm writes the NodeConfig's `containerd.config`.
+pub const NODEADM_IMPORT: &str = "/etc/containerd/config.d/00-nodeadm.toml";
+/// The `config_path` hybrid nodeadm sets.
+pub const NODEADM_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
+
+/// The main `config.toml` hybrid nodeadm writes (`imports` is rewritten to
+/// point at the import directory in use). Its `sandbox_image` is
+/// region-specific and only known after init, so the projection leaves it
+/// out; the live analysis compares the real one.
+pub fn nodeadm_main_config(imports_glob: &str) -> String {
+    format!(
+        r#"version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+imports = ["{imports_glob}"]
+
+[grpc]
+address = "/run/containerd/containerd.sock"
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+default_runtime_name = "runc"
+discard_unpacked_layers = true
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+config_path = "{NODEADM_CONFIG_PATH}"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+SystemdCgroup = true
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+bin_dir = "/opt/cni/bin"
+conf_dir = "/etc/cni/net.d"
+"#
+    )
+}
+
+/// A containerd release, from `containerd --version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+impl Version {
+    /// Parses `containerd github.com/containerd/containerd v1.7.27 <commit>`
+    /// or Debian's `… 1.6.20~ds1 1.6.20~ds1-1+deb12u3`.
+    pub fn from_version_output(out: &str) -> Option<Version> {
+        out.split_whitespace().skip(1).find_map(|word| {
+            let w = word.trim_start_matches('v');
+            let mut parts = w.split(|c: char| !c.is_ascii_digit());
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            w.contains('.').then_some(Version(major, minor, patch))
+        })
+    }
+}
+
+/// The containerd binary, behind a trait so tests can run without one.
+pub trait ContainerdTool: Send + std::fmt::Debug {
+    fn version(&self) -> Option<Version>;
+    /// `containerd --config <main> config dump`.
+    fn dump(&self, main: &Path) -> Result<String, String>;
+}
+
+/// The real binary, found on the agent's `PATH` (tools are not taken from
+/// under `--root`).
+#[derive(Debug, Clone)]
+pub struct Binary {
+    pub program: PathBuf,
+}
+
+impl Binary {
+    /// `None` when no such program is on `PATH`.
+    pub fn find(program: &str) -> Option<Binary> {
+        let p = Path::new(program);
+        if p.is_absolute() {
+            return p.is_file().then(|| Binary { program: p.to_owned() });
+        }
+        let paths = std::env::var_os("PATH")?;
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|c| c.is_file())
+            .map(|program| Binary { program })
+    }
+}
+
+impl ContainerdTool for Binary {
+    fn version(&self) -> Option<Version> {
+        let out = Command::new(&self.program).arg("--version").output().ok()?;
+        Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    fn dump(&self, main: &Path) -> Result<String, String> {
+        let out = Command::new(&self.program)
+            .arg("--config")
+            .arg(main)
+            .args(["config", "dump"])
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "`containerd config dump` failed: {}",
+                err.lines().last().unwrap_or("").trim()
+            ));
+        }
+        String::from_utf8(out.stdout).map_err(|_| "config dump is not UTF-8".to_owned())
+    }
+}
+
+/// The files containerd would load: a main config and its imports, in order.
+#[derive(Debug, Clone)]
+pub struct ConfigSet {
+    /// Where the files came from, for messages.
+    pub origin: Origin,
+    pub main: String,
+    /// (host path, contents)
+    pub imports: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// nodeadm's main config plus the NodeConfig's `containerd.config`, as
+    /// `nodeadm init` would write them.
+    Projected,
+    /// The files under `/etc/containerd` on the host.
+    Live,
+}
+
+impl ConfigSet {
+    /// What `nodeadm init` would write for this NodeConfig `containerd.config`.
+    pub fn projected(inline: Option<&str>) -> ConfigSet {
+        ConfigSet {
+            origin: Origin::Projected,
+            main: nodeadm_main_config("/etc/containerd/config.d/*.toml"),
+            imports: inline
+                .map(|t| vec![(NODEADM_IMPORT.to_owned(), t.to_owned())])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The host's `config.toml` and the files its `imports` name.
+    pub fn live(host: &Host, config_dir: &str) -> Result<Option<ConfigSet>, String> {
+        let main_path = format!("{}/config.toml", config_dir.trim_end_matches('/'));
+        let main = match std::fs::read_to_string(host.path(&main_path)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {main_path}: {e}")),
+        };
+        let parsed = ContainerdConfig::parse(&main)
+            .map_err(|e| format!("{main_path} is not valid TOML: {}", e.message().trim()))?;
+        let mut imports = Vec::new();
+        for pattern in import_patterns(&parsed.doc) {
+            for path in expand_glob(host, &pattern) {
+                let text = std::fs::read_to_string(host.path(&path))
+                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                imports.push((path, text));
+            }
+        }
+        Ok(Some(ConfigSet {
+            origin: Origin::Live,
+            main,
+            imports,
+        }))
+    }
+}
+
+fn import_patterns(doc: &DocumentMut) -> Vec<String> {
+    doc.get("imports")
+        .and_then(Item::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Expands a `dir/*.toml`-style pattern (a `*` in the file name only, as
+/// containerd's imports use) under the host root, sorted like Go's Glob.
+fn expand_glob(host: &Host, pattern: &str) -> Vec<String> {
+    let (dir, name) = pattern.rsplit_once('/').unwrap_or((".", pattern));
+    if !name.contains('*') {
+        return if host.exists(pattern) { vec![pattern.to_owned()] } else { vec![] };
+    }
+    let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
+    let mut out: Vec<String> = std::fs::read_dir(host.path(dir))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix) && n.len() >= prefix.len() + suffix.len())
+        .map(|n| format!("{dir}/{n}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// How the effective config was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Dump { version: Option<Version> },
+    Builtin { why: String },
+}
+
+/// The effective config and what it was computed from.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub config: ContainerdConfig,
+    pub method: Method,
+}
+
+/// Merges `set` into the effective config: with the containerd binary if
+/// there is one, else with the built-in rule.
+pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<Effective, String> {
+    let main = ContainerdConfig::parse(&set.main)
+        .map_err(|e| format!("main config is not valid TOML: {}", e.message().trim()))?;
+    let mut imports = Vec::with_capacity(set.imports.len());
+    for (path, text) in &set.imports {
+        imports.push(
+            ContainerdConfig::parse(text)
+                .map_err(|e| format!("{path} is not valid TOML: {}", e.message().trim()))?,
+        );
+    }
+    let why = match tool {
+        Some(tool) => match dump_with(set, tool) {
+            Ok(text) => {
+                let config = ContainerdConfig::parse(&text)
+                    .map_err(|e| format!("config dump output is not TOML: {}", e.message()))?;
+                return Ok(Effective {
+                    config,
+                    method: Method::Dump {
+                        version: tool.version(),
+                    },
+                });
+            }
+            Err(e) => e,
+        },
+        None => "no containerd binary on PATH".to_owned(),
+    };
+    Ok(Effective {
+        config: merge(&main, &imports),
+        method: Method::Builtin { why },
+    })
+}
+
+/// Writes the set to a private temp dir, with `imports` pointing there, and
+/// asks containerd to merge it.
+fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("hna-containerd-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let import_dir = dir.path().join("config.d");
+    std::fs::create_dir(&import_dir).map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let mut main: DocumentMut = set
+        .main
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+    let mut files = toml_edit::Array::new();
+    for (i, (_, text)) in set.imports.iter().enumerate() {
+        let path = import_dir.join(format!("{i:02}.toml"));
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        files.push(path.to_string_lossy().into_owned());
+    }
+    main.insert("imports", toml_edit::value(files));
+    let main_path = dir.path().join("config.toml");
+    std::fs::write(&main_path, main.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", main_path.display()))?;
+    tool.dump(&main_path)
+}
+
+/// containerd 1.x's import rule: top-level tables merge key by key, but each
+/// entry under `plugins` is replaced whole by the last file that has it.
+pub fn merge(main: &ContainerdConfig, imports: &[ContainerdConfig]) -> ContainerdConfig {
+    let mut out = main.doc.clone();
+    for import in imports {
+        for (key, item) in import.doc.iter() {
+            match key {
+                "version" | "imports" => {}
+                "plugins" => {
+                    let Some(src) = item.as_table_like() else { continue };
+                    let dst = out
+                        .entry("plugins")
+                        .or_insert_with(|| Item::Table(Table::new()));
+                    if let Some(dst) = dst.as_table_like_mut() {
+                        for (plugin, value) in src.iter() {
+                            dst.insert(plugin, value.clone());
+                        }
+                    }
+                }
+                _ => match (out.get_mut(key), item) {
+                    (Some(Item::Table(d)), Item::Table(s)) => merge_table(d, s),
+                    _ => {
+                        out.insert(key, item.clone());
+                    }
+                },
+            }
+        }
+    }
+    ContainerdConfig { doc: out }
+}
+
+/// Tables merge key by key, recursively; anything else is replaced.
+fn merge_table(dst: &mut Table, src: &Table) {
+    for (k, v) in src.iter() {
+        match (dst.get_mut(k), v) {
+            (Some(Item::Table(d)), Item::Table(s)) => merge_table(d, s),
+            _ => {
+                dst.insert(k, v.clone());
+            }
+        }
+    }
+}
+
+/// What the analysis needs besides the config set.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub host: &'a Host,
+    pub tool: Option<&'a dyn ContainerdTool>,
+}
+
+/// Every containerd check for a config set.
+pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
+    let source = match set.origin {
+        Origin::Projected => "as nodeadm init would write it",
+        Origin::Live => "on the host",
+    };
+    let eff = match effective(set, ctx.tool) {
+        Ok(e) => e,
+        Err(e) => {
+            return vec![Check::new(DOMAIN, "effective_config", Status::Fail, format!("cannot compute the effective containerd config ({source}): {e}"))
+                .with_remedy("fix the TOML syntax; containerd will not start with this config")];
+        }
+    };
+    let main = ContainerdConfig::parse(&set.main).ok();
+    let version = ctx.tool.and_then(|t| t.version());
+    let mut checks = Vec::new();
+
+    checks.push(Check::pass(
+        DOMAIN,
+        "effective_config",
+        match &eff.method {
+            Method::Dump { version } => format!(
+                "effective config ({source}) from `containerd config dump`{}",
+                version.map(|v| format!(" (containerd {v})")).unwrap_or_default()
+            ),
+            Method::Builtin { why } => format!(
+                "effective config ({source}) computed with containerd 1.x's import rule ({why})"
+            ),
+        },
+    ));
+
+    // Trap 1: mirrors / configs.*.tls beside config_path.
+    let config_path = eff.config.config_path().filter(|p| !p.is_empty());
+    let registries = eff.config.registries();
+    let mirrors: Vec<&str> = registries
+        .iter()
+        .filter(|r| !r.endpoints.is_empty())
+        .map(|r| r.host.as_str())
+        .collect();
+    let tls: Vec<&str> = registries.iter().filter(|r| r.has_tls).map(|r| r.host.as_str()).collect();
+    checks.push(match (&config_path, mirrors.is_empty() && tls.is_empty()) {
+        (Some(path), false) => {
+            let mut what = Vec::new();
+            if !mirrors.is_empty() {
+                what.push(format!("registry.mirrors ({})", mirrors.join(", ")));
+            }
+            if !tls.is_empty() {
+                what.push(format!("registry.configs.*.tls ({})", tls.join(", ")));
+            }
+            Check::new(
+                DOMAIN,
+                "registry_conflict",
+                Status::Fail,
+                format!(
+                    "{} set together with config_path = {path:?}: the CRI plugin refuses to load \
+                     (\"`mirrors` cannot be set when `config_path` is provided\") and no pod can start",
+                    what.join(" and ")
+                ),
+            )
+            .with_remedy(
+                "move the registry settings to /etc/containerd/certs.d/<host>/hosts.toml and remove them \
+                 from containerd.config (`hybrid-node-agent render --nodeconfig FILE` prints both)",
+            )
+        }
+        _ => Check::pass(DOMAIN, "registry_conflict", "no legacy registry.mirrors/configs.tls beside config_path"),
+    });
+
+    // Trap 2: an imported CRI table replacing the main file's settings.
+    checks.push(import_override(set, main.as_ref(), &eff.config));
+
+    // Trap 3: colon-separated config_path on containerd >= 2.1.
+    checks.push(match (&config_path, version) {
+        (Some(path), Some(v)) if path.contains(':') && v >= Version(2, 1, 0) => Check::new(
+            DOMAIN,
+            "config_path_transfer",
+            Status::Fail,
+            format!(
+                "containerd {v} pulls through the transfer service, which ignores the colon-separated \
+                 config_path {path:?}: hosts.toml files are not used for pulls"
+            ),
+        )
+        .with_remedy("use a single directory in config_path (/etc/containerd/certs.d)"),
+        (Some(path), None) if path.contains(':') => Check::new(
+            DOMAIN,
+            "config_path_transfer",
+            Status::NotApplicable,
+            "containerd version unknown (no binary): a colon-separated config_path only breaks on containerd >= 2.1",
+        ),
+        _ => Check::pass(DOMAIN, "config_path_transfer", "config_path is honoured for pulls"),
+    });
+
+    // Trap 4: the default runtime's binary.
+    checks.push(runtime_binary(&eff.config, ctx.host));
+    checks
+}
+
+fn import_override(set: &ConfigSet, main: Option<&ContainerdConfig>, eff: &ContainerdConfig) -> Check {
+    let culprits: Vec<&str> = set
+        .imports
+        .iter()
+        .filter(|(_, t)| ContainerdConfig::parse(t).is_ok_and(|c| !c.cri_tables().is_empty()))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let Some(main) = main else {
+        return Check::new(DOMAIN, "import_override", Status::Unknown, "main config not parseable");
+    };
+    let mut lost = Vec::new();
+    if let Some(path) = main.config_path().filter(|p| !p.is_empty()) {
+        if eff.config_path().as_deref().unwrap_or("") != path {
+            lost.push(format!(
+                "config_path {path:?} is now {:?} (hosts.toml files are ignored)",
+                eff.config_path().unwrap_or_default()
+            ));
+        }
+    }
+    let main_cgroup = main.default_runtime().and_then(|r| r.systemd_cgroup) == Some(true);
+    let eff_rt = eff.default_runtime();
+    let eff_cgroup = eff_rt.as_ref().and_then(|r| r.systemd_cgroup) == Some(true);
+    if main_cgroup && !eff_cgroup {
+        lost.push(format!(
+            "SystemdCgroup is not true for the default runtime {:?} (kubelet uses the systemd cgroup driver: pods fail or are killed)",
+            eff.default_runtime_name()
+        ));
+    }
+    if let Some(img) = main.sandbox_image() {
+        if eff.sandbox_image().as_deref() != Some(img.as_str()) {
+            lost.push(format!(
+                "sandbox_image {img:?} reverted to {:?}",
+                eff.sandbox_image().unwrap_or_else(|| "containerd's default".into())
+            ));
+        }
+    }
+    if lost.is_empty() {
+        return Check::pass(DOMAIN, "import_override", "imports keep nodeadm's CRI settings (config_path, SystemdCgroup, sandbox_image)");
+    }
+    let by = if culprits.is_empty() {
+        String::new()
+    } else {
+        format!(" because {} replaces the CRI plugin table", culprits.join(", "))
+    };
+    Check::new(
+        DOMAIN,
+        "import_override",
+        Status::Fail,
+        format!("nodeadm's CRI settings are lost{by}: {}", lost.join("; ")),
+    )
+    .with_remedy(
+        "an imported [plugins.\"io.containerd.grpc.v1.cri\"…] table replaces the whole plugin: repeat nodeadm's \
+         settings in it (`hybrid-node-agent render --nodeconfig FILE` prints a corrected containerd.config)",
+    )
+}
+
+fn runtime_binary(eff: &ContainerdConfig, host: &Host) -> Check {
+    let name = eff.default_runtime_name();
+    let Some(rt) = eff.default_runtime() else {
+        return Check::new(
+            DOMAIN,
+            "runtime_binary",
+            Status::Fail,
+            format!("default_runtime_name is {name:?} but no such runtime is configured"),
+        )
+        .with_remedy(format!("define [plugins.\"{CRI_V2}\".containerd.runtimes.{name}] or change default_runtime_name"));
+    };
+    match rt.binary_name {
+        None => Check::pass(
+            DOMAIN,
+            "runtime_binary",
+            format!("default runtime {name:?} uses runc from PATH"),
+        ),
+        Some(bin) if host.is_executable(&bin) => Check::pass(
+            DOMAIN,
+            "runtime_binary",
+            format!("default runtime {name:?}: {bin} is present and executable"),
+        ),
+        Some(bin) => {
+            let nvidia = bin.contains("nvidia");
+            Check::new(
+                DOMAIN,
+                "runtime_binary",
+                Status::Fail,
+                format!("default runtime {name:?} runs {bin}, which does not exist or is not executable: every pod will fail to start"),
+            )
+            .with_remedy(if nvidia {
+                "install the NVIDIA Container Toolkit (package nvidia-container-toolkit) before nodeadm init".to_owned()
+            } else {
+                format!("install {bin} or change the runtime's BinaryName")
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct NoTool;
+
+    fn find<'a>(checks: &'a [Check], id: &str) -> &'a Check {
+        checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("{id} in {checks:?}"))
+    }
+
+    const GPU: &str = r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "nvidia"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]
+      BinaryName = "/usr/bin/nvidia-container-runtime"
+"#;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(
+            Version::from_version_output("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"),
+            Some(Version(1, 6, 20))
+        );
+        assert_eq!(
+            Version::from_version_output("containerd containerd.io v2.1.4 75cb2b7193e4"),
+            Some(Version(2, 1, 4))
+        );
+        assert_eq!(Version::from_version_output("garbage"), None);
+    }
+
+    #[test]
+    fn builtin_merge_replaces_plugin_tables() {
+        let set = ConfigSet::projected(Some(GPU));
+        let eff = effective(&set, None).expect("effective");
+        assert!(matches!(eff.method, Method::Builtin { .. }));
+        assert_eq!(eff.config.config_path(), None);
+        assert_eq!(eff.config.default_runtime_name(), "nvidia");
+        // Top-level tables of the main file survive.
+        assert!(eff.config.doc.get("grpc").is_some());
+    }
+
+    #[test]
+    fn gpu_import_loses_nodeadm_settings_and_needs_the_toolkit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let checks = analyze(&ConfigSet::projected(Some(GPU)), &Context { host: &host, tool: None });
+        let o = find(&checks, "import_override");
+        assert_eq!(o.status, Status::Fail);
+        assert!(o.summary.contains("config_path"), "{}", o.summary);
+        assert!(o.summary.contains("SystemdCgroup"), "{}", o.summary);
+        assert!(o.summary.contains("00-nodeadm.toml"), "{}", o.summary);
+        let b = find(&checks, "runtime_binary");
+        assert_eq!(b.status, Status::Fail);
+        assert!(b.remedy.as_deref().unwrap_or("").contains("nvidia-container-toolkit"));
+        assert_eq!(find(&checks, "registry_conflict").status, Status::Pass);
+        let _ = NoTool;
+    }
+
+    #[test]
+    fn no_inline_config_is_clean() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let checks = analyze(&ConfigSet::projected(None), &Context { host: &host, tool: None });
+        assert!(
+            checks.iter().all(|c| matches!(c.status, Status::Pass | Status::NotApplicable)),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
+    fn live_imports_follow_the_glob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        std::fs::create_dir_all(host.path("/etc/containerd/config.d")).expect("mkdir");
+        std::fs::write(host.path("/etc/containerd/config.toml"), nodeadm_main_config("/etc/containerd/config.d/*.toml")).expect("write");
+        std::fs::write(host.path("/etc/containerd/config.d/10-b.toml"), "version = 2\n").expect("write");
+        std::fs::write(host.path("/etc/containerd/config.d/00-a.toml"), "version = 2\n").expect("write");
+        std::fs::write(host.path("/etc/containerd/config.d/notes.txt"), "x").expect("write");
+        let set = ConfigSet::live(&host, "/etc/containerd").expect("read").expect("present");
+        let names: Vec<_> = set.imports.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, vec!["/etc/containerd/config.d/00-a.toml", "/etc/containerd/config.d/10-b.toml"]);
+        assert!(ConfigSet::live(&Host::new(dir.path().join("none")), "/etc/containerd").expect("ok").is_none());
+    }
+}

@@ -1,0 +1,297 @@
+//! `render`: the corrected NodeConfig `containerd.config` and the hosts.toml
+//! files that replace its legacy registry settings. Pure functions: nothing
+//! here touches the host.
+
+use super::config::{get, normalize_host, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2};
+use super::effective::NODEADM_CONFIG_PATH;
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+/// First line of every file the agent writes; files without it are never
+/// modified.
+pub const MANAGED_HEADER: &str =
+    "# Managed by hybrid-node-agent: edits are overwritten. Configure registries in the agent config or the NodeConfig.";
+
+/// A corrected `containerd.config`.
+#[derive(Debug, Clone)]
+pub struct Corrected {
+    pub text: String,
+    /// Registries whose mirrors/TLS settings moved to hosts.toml.
+    pub moved: Vec<RegistryDecl>,
+    /// What was added back, one line each.
+    pub restored: Vec<String>,
+}
+
+/// nodeadm settings an imported CRI table must repeat. `sandbox_image` is
+/// passed in when known (from the host's live config).
+pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, String> {
+    let parsed = ContainerdConfig::parse(inline).map_err(|e| e.message().trim().to_owned())?;
+    let moved: Vec<RegistryDecl> = parsed
+        .registries()
+        .into_iter()
+        .filter(|r| !r.endpoints.is_empty() || r.has_tls)
+        .collect();
+    let v3 = parsed.version() >= 3;
+    let has_cri = !parsed.cri_tables().is_empty();
+    let mut doc = parsed.doc;
+    let images = if v3 { CRI_IMAGES_V3 } else { CRI_V2 };
+    remove_legacy_registry(&mut doc, images);
+
+    let mut restored = Vec::new();
+    if has_cri && !v3 {
+        restore_nodeadm(&mut doc, sandbox_image, &mut restored)?;
+    }
+    Ok(Corrected {
+        text: doc.to_string(),
+        moved,
+        restored,
+    })
+}
+
+fn remove_legacy_registry(doc: &mut DocumentMut, plugin: &str) {
+    let Some(registry) = doc
+        .get_mut("plugins")
+        .and_then(|p| p.get_mut(plugin))
+        .and_then(|p| p.get_mut("registry"))
+        .and_then(Item::as_table_like_mut)
+    else {
+        return;
+    };
+    registry.remove("mirrors");
+    let mut empty_configs = false;
+    if let Some(configs) = registry.get_mut("configs").and_then(Item::as_table_like_mut) {
+        let hosts: Vec<String> = configs.iter().map(|(k, _)| k.to_owned()).collect();
+        for host in hosts {
+            if let Some(c) = configs.get_mut(&host).and_then(Item::as_table_like_mut) {
+                c.remove("tls");
+                if c.is_empty() {
+                    configs.remove(&host);
+                }
+            }
+        }
+        empty_configs = configs.is_empty();
+    }
+    if empty_configs {
+        registry.remove("configs");
+    }
+}
+
+/// Inserts `key = item` into `table`, indented like the keys already there,
+/// so the user's layout is kept.
+fn insert_like_siblings(table: &mut Table, key: &str, item: Item) {
+    let prefix = table
+        .iter()
+        .next()
+        .and_then(|(k, _)| table.key(k))
+        .and_then(|k| k.leaf_decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(str::to_owned);
+    table.insert(key, item);
+    if let (Some(prefix), Some(mut k)) = (prefix, table.key_mut(key)) {
+        k.leaf_decor_mut().set_prefix(prefix);
+    }
+}
+
+fn restore_nodeadm(doc: &mut DocumentMut, sandbox_image: Option<&str>, restored: &mut Vec<String>) -> Result<(), String> {
+    let missing = |doc: &DocumentMut, path: &[&str]| get(doc.as_item(), path).is_none();
+    let cri = ["plugins", CRI_V2];
+    let err = || "the CRI plugin entry is not a table".to_owned();
+
+    if missing(doc, &["plugins", CRI_V2, "registry", "config_path"]) {
+        let registry = table_mut(doc, &[&cri[..], &["registry"]].concat()).ok_or_else(err)?;
+        insert_like_siblings(registry, "config_path", value(NODEADM_CONFIG_PATH));
+        restored.push(format!("registry.config_path = {NODEADM_CONFIG_PATH:?}"));
+    }
+    if let Some(image) = sandbox_image {
+        if missing(doc, &["plugins", CRI_V2, "sandbox_image"]) {
+            let plugin = table_mut(doc, &cri).ok_or_else(err)?;
+            insert_like_siblings(plugin, "sandbox_image", value(image));
+            restored.push(format!("sandbox_image = {image:?}"));
+        }
+    }
+    if missing(doc, &["plugins", CRI_V2, "containerd", "runtimes", "runc"]) {
+        let runc = table_mut(doc, &[&cri[..], &["containerd", "runtimes", "runc"]].concat()).ok_or_else(err)?;
+        runc.insert("runtime_type", value("io.containerd.runc.v2"));
+        restored.push("runtimes.runc (io.containerd.runc.v2)".to_owned());
+    }
+    // Every runc-based runtime must use the systemd cgroup driver, like the kubelet.
+    let names: Vec<String> = get(doc.as_item(), &["plugins", CRI_V2, "containerd", "runtimes"])
+        .and_then(Item::as_table_like)
+        .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect())
+        .unwrap_or_default();
+    for name in names {
+        let rt = get(doc.as_item(), &["plugins", CRI_V2, "containerd", "runtimes", &name]);
+        let runc_based = rt
+            .and_then(|r| r.get("runtime_type"))
+            .and_then(Item::as_str)
+            .is_none_or(|t| t == "io.containerd.runc.v2");
+        let has = rt.and_then(|r| get(r, &["options", "SystemdCgroup"])).is_some();
+        if runc_based && !has {
+            let options = table_mut(doc, &[&cri[..], &["containerd", "runtimes", &name, "options"]].concat())
+                .ok_or_else(err)?;
+            insert_like_siblings(options, "SystemdCgroup", value(true));
+            restored.push(format!("runtimes.{name}.options.SystemdCgroup = true"));
+        }
+    }
+    if missing(doc, &["plugins", CRI_V2, "cni"]) {
+        let cni = table_mut(doc, &[&cri[..], &["cni"]].concat()).ok_or_else(err)?;
+        cni.insert("bin_dir", value("/opt/cni/bin"));
+        cni.insert("conf_dir", value("/etc/cni/net.d"));
+        restored.push("cni.bin_dir/conf_dir".to_owned());
+    }
+    Ok(())
+}
+
+/// The hosts.toml for a registry declared in the legacy form: `server` is
+/// the upstream, one `[host]` table per mirror endpoint (or the upstream
+/// itself), each with its own `ca` (host entries do not inherit the root's).
+pub fn hosts_toml(r: &RegistryDecl) -> String {
+    let mut doc = DocumentMut::new();
+    let host = normalize_host(&r.host);
+    let upstream = if host == "_default" {
+        None
+    } else if host == "docker.io" {
+        Some("https://registry-1.docker.io".to_owned())
+    } else {
+        Some(format!("https://{host}"))
+    };
+    if let Some(server) = &upstream {
+        doc.insert("server", value(server.as_str()));
+    }
+    let endpoints: Vec<String> = if r.endpoints.is_empty() {
+        upstream.iter().cloned().collect()
+    } else {
+        r.endpoints.clone()
+    };
+    let mut hosts = Table::new();
+    hosts.set_implicit(true);
+    for ep in &endpoints {
+        let mut t = Table::new();
+        let mut caps = Array::new();
+        caps.push("pull");
+        caps.push("resolve");
+        t.insert("capabilities", value(caps));
+        if let Some(ca) = &r.ca_file {
+            t.insert("ca", value(ca.as_str()));
+        }
+        if let (Some(cert), Some(key)) = (&r.cert_file, &r.key_file) {
+            let mut pair = Array::new();
+            pair.push(cert.as_str());
+            pair.push(key.as_str());
+            t.insert("client", value(Array::from_iter([toml_edit::Value::Array(pair)])));
+        }
+        if r.insecure_skip_verify {
+            t.insert("skip_verify", value(true));
+        }
+        hosts.insert(ep, Item::Table(t));
+    }
+    doc.insert("host", Item::Table(hosts));
+    format!("{MANAGED_HEADER}\n{doc}")
+}
+
+/// Replaces credential values (`password`, `auth`, `identitytoken`) with a
+/// placeholder, for display.
+pub fn redact_credentials(text: &str) -> String {
+    const SECRET_KEYS: [&str; 3] = ["password", "auth", "identitytoken"];
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let key = trimmed.split(['=', ' ']).next().unwrap_or("").trim_matches('"');
+            if SECRET_KEYS.contains(&key) && trimmed.contains('=') {
+                let indent = &line[..line.len() - trimmed.len()];
+                format!("{indent}{key} = \"<redacted: keep your current value>\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HARBOR: &str = r#"version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  # keep this comment
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
+
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
+    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."harbor.example.internal"]
+      endpoint = ["https://harbor.example.internal"]
+
+  [plugins."io.containerd.grpc.v1.cri".registry.configs]
+    [plugins."io.containerd.grpc.v1.cri".registry.configs."harbor.example.internal".auth]
+      username = "robot$k8s-robot"
+      password = "s3cr3t"
+    [plugins."io.containerd.grpc.v1.cri".registry.configs."harbor.example.internal".tls]
+      ca_file = "/etc/ssl/certs/harbor-ca.crt"
+      insecure_skip_verify = false
+"#;
+
+    #[test]
+    fn harbor_is_corrected() {
+        let c = correct(HARBOR, None).expect("correct");
+        let again = ContainerdConfig::parse(&c.text).expect("valid TOML");
+        assert!(!c.text.contains("mirrors"), "{}", c.text);
+        assert!(!c.text.contains(".tls"), "{}", c.text);
+        assert!(c.text.contains("# keep this comment"));
+        assert!(c.text.contains("username = \"robot$k8s-robot\""), "auth stays");
+        assert_eq!(again.config_path().as_deref(), Some(NODEADM_CONFIG_PATH));
+        let runc = again.runtime("runc").expect("runc restored");
+        assert_eq!(runc.systemd_cgroup, Some(true));
+        assert_eq!(c.moved.len(), 1);
+        assert_eq!(c.moved[0].ca_file.as_deref(), Some("/etc/ssl/certs/harbor-ca.crt"));
+        assert!(!c.restored.is_empty());
+    }
+
+    #[test]
+    fn nvidia_runtime_gets_systemd_cgroup() {
+        let gpu = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"nvidia\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n  BinaryName = \"/usr/bin/nvidia-container-runtime\"\n";
+        let c = correct(gpu, Some("pause:3.10")).expect("correct");
+        let again = ContainerdConfig::parse(&c.text).expect("valid");
+        let rt = again.default_runtime().expect("nvidia");
+        assert_eq!(rt.systemd_cgroup, Some(true));
+        assert_eq!(rt.binary_name.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert_eq!(again.sandbox_image().as_deref(), Some("pause:3.10"));
+        // The user's lines are kept verbatim; added keys follow their layout.
+        assert!(c.text.contains("  default_runtime_name = \"nvidia\"\n"), "{}", c.text);
+        assert!(c.text.contains("  BinaryName = \"/usr/bin/nvidia-container-runtime\"\n  SystemdCgroup = true\n"), "{}", c.text);
+    }
+
+    #[test]
+    fn config_without_cri_tables_is_left_alone() {
+        let text = "version = 2\n[debug]\n  level = \"debug\"\n";
+        let c = correct(text, None).expect("correct");
+        assert_eq!(c.text, text);
+        assert!(c.restored.is_empty());
+    }
+
+    #[test]
+    fn hosts_toml_is_explicit() {
+        let r = RegistryDecl {
+            host: "harbor.example.internal".into(),
+            endpoints: vec!["https://mirror.example.internal:8443".into()],
+            ca_file: Some("/etc/ssl/certs/harbor-ca.crt".into()),
+            ..RegistryDecl::default()
+        };
+        let text = hosts_toml(&r);
+        assert!(text.starts_with(MANAGED_HEADER));
+        let doc: DocumentMut = text.parse().expect("toml");
+        assert_eq!(doc["server"].as_str(), Some("https://harbor.example.internal"));
+        let h = &doc["host"]["https://mirror.example.internal:8443"];
+        assert_eq!(h["ca"].as_str(), Some("/etc/ssl/certs/harbor-ca.crt"));
+        assert_eq!(h["capabilities"].as_array().map(|a| a.len()), Some(2));
+    }
+
+    #[test]
+    fn credentials_are_redacted_for_display() {
+        let out = redact_credentials("[a]\n  username = \"u\"\n  password = \"s3cr3t\"\n");
+        assert!(!out.contains("s3cr3t"));
+        assert!(out.contains("username = \"u\""));
+        assert!(out.ends_with('\n'));
+    }
+}

@@ -1,0 +1,351 @@
+//! The NodeConfig domain: watch nodeadm's NodeConfig file, parse and
+//! validate it like nodeadm does, keep the last good one in force when an
+//! edit is bad, and publish it to the domains that build on it.
+
+pub mod model;
+pub mod parse;
+pub mod validate;
+pub mod watch;
+
+use crate::check::{Check, Status};
+use crate::config::Config;
+use crate::containerd::config::{ContainerdConfig, RegistryDecl, RuntimeFacts};
+use crate::domain::Domain;
+use crate::facts::Facts;
+use crate::host::Host;
+use crate::time::rfc3339;
+use model::NodeConfig;
+use parse::Format;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+pub const DOMAIN: &str = "nodeconfig";
+
+/// A good NodeConfig and the facts other domains need, derived once.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: NodeConfig,
+    /// Host path it was read from.
+    pub path: PathBuf,
+    pub format: Format,
+    pub loaded_at: SystemTime,
+    /// Registries declared in the inline containerd config (legacy form).
+    pub registries: Vec<RegistryDecl>,
+    /// The inline containerd config's default runtime, if it sets one.
+    pub default_runtime: Option<RuntimeFacts>,
+    pub node_labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+}
+
+impl Loaded {
+    fn new(config: NodeConfig, path: PathBuf, format: Format) -> Self {
+        let inline = config
+            .spec
+            .containerd
+            .config
+            .as_deref()
+            .and_then(|t| ContainerdConfig::parse(t).ok());
+        Loaded {
+            registries: inline.as_ref().map(ContainerdConfig::registries).unwrap_or_default(),
+            default_runtime: inline.as_ref().and_then(ContainerdConfig::default_runtime),
+            node_labels: config.node_labels(),
+            taints: config.taints(),
+            config,
+            path,
+            format,
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// Checks a NodeConfig text as `check` and the daemon do: parse, then
+/// validate. `Ok` carries the config and the pass checks.
+pub fn evaluate(
+    text: &str,
+    path: &std::path::Path,
+    host: &Host,
+    now: SystemTime,
+) -> Result<(NodeConfig, Vec<Check>), Vec<Check>> {
+    let shown = path.display();
+    let config = match parse::parse(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let at = e
+                .position
+                .map(|(l, c)| format!("{shown}:{l}:{c}"))
+                .unwrap_or_else(|| shown.to_string());
+            let mut checks = vec![Check::new(DOMAIN, "parse", Status::Fail, format!("{at}: {}", e.message))
+                .with_remedy("fix the file; nodeadm init would reject it the same way")];
+            checks.extend(validate::AREAS.iter().map(|a| {
+                Check::not_applicable(DOMAIN, *a, "not evaluated: the file does not parse")
+            }));
+            return Err(checks);
+        }
+    };
+    let findings = validate::validate(&config, text, host, now);
+    let mut checks = vec![Check::pass(
+        DOMAIN,
+        "parse",
+        format!("{shown} decodes strictly as {} {}", model::API_VERSION, model::KIND),
+    )];
+    for area in validate::AREAS {
+        let found: Vec<&validate::Finding> = findings.iter().filter(|f| f.area == area).collect();
+        checks.push(match found.first() {
+            None => Check::pass(DOMAIN, area, pass_summary(area, &config)),
+            Some(first) => {
+                let at = first
+                    .position
+                    .map(|(l, c)| format!("{shown}:{l}:{c}: "))
+                    .unwrap_or_default();
+                let more = match found.len() {
+                    1 => String::new(),
+                    n => format!(" (+{} more)", n - 1),
+                };
+                Check::new(DOMAIN, area, Status::Fail, format!("{at}{}{more}", first.message))
+                    .with_remedy("fix the NodeConfig; nodeadm init validates the same rules")
+            }
+        });
+    }
+    if findings.is_empty() {
+        Ok((config, checks))
+    } else {
+        Err(checks)
+    }
+}
+
+fn pass_summary(area: &str, c: &NodeConfig) -> String {
+    match area {
+        "schema" => "no unknown or EC2-only fields".to_owned(),
+        "cluster" => format!("cluster {} in {}", c.spec.cluster.name, c.spec.cluster.region),
+        "credentials" => match c.spec.hybrid.as_ref() {
+            Some(h) if h.ssm.is_some() => format!(
+                "SSM hybrid activation {}",
+                h.ssm.as_ref().map(|s| s.activation_id.as_str()).unwrap_or("")
+            ),
+            Some(h) => format!(
+                "IAM Roles Anywhere as node {}",
+                h.iam_roles_anywhere.as_ref().map(|r| r.node_name.as_str()).unwrap_or("")
+            ),
+            None => String::new(),
+        },
+        "kubelet_flags" => format!("{} kubelet flags, no --hostname-override", c.spec.kubelet.flags.len()),
+        _ => match &c.spec.containerd.config {
+            Some(_) => "the embedded containerd config is valid TOML".to_owned(),
+            None => "no embedded containerd config".to_owned(),
+        },
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// What the file looked like at the last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Missing,
+    Unreadable(String),
+    Content { hash: u64, len: usize },
+}
+
+#[derive(Debug)]
+pub struct NodeConfigDomain {
+    host: Host,
+    path: PathBuf,
+    debounce: Duration,
+    interval: Duration,
+    wake: Arc<Notify>,
+    watch: Option<watch::DirWatch>,
+    seen: Option<Seen>,
+    checks: Vec<Check>,
+    facts: Facts,
+    valid: Gauge,
+    last_change: Gauge<f64, AtomicU64>,
+    reloads: Family<ResultLabel, Counter>,
+}
+
+impl NodeConfigDomain {
+    pub fn new(config: &Config, host: Host, registry: &mut Registry, facts: Facts) -> Self {
+        let valid = Gauge::default();
+        let last_change = Gauge::<f64, AtomicU64>::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "nodeconfig_valid",
+            "1 if the NodeConfig file currently on disk parses and passes nodeadm's validation",
+            valid.clone(),
+        );
+        registry.register_with_unit(
+            "nodeconfig_last_change_timestamp",
+            "When the agent last saw the NodeConfig file's content change, in seconds since the Unix epoch",
+            Unit::Seconds,
+            last_change.clone(),
+        );
+        registry.register(
+            "nodeconfig_reloads",
+            "NodeConfig loads by result; a failed one keeps the last good NodeConfig in force",
+            reloads.clone(),
+        );
+        NodeConfigDomain {
+            host,
+            path: config.nodeconfig.path.clone(),
+            debounce: config.nodeconfig.debounce.get(),
+            interval: config.nodeconfig.interval.get(),
+            wake: Arc::new(Notify::new()),
+            watch: None,
+            seen: None,
+            checks: Vec::new(),
+            facts,
+            valid,
+            last_change,
+            reloads,
+        }
+    }
+
+    /// Keeps a watch on the file's directory, or its nearest existing
+    /// ancestor until the directory appears.
+    fn ensure_watch(&mut self) {
+        let file = self.host.path(&self.path);
+        let Some(target) = watch::watch_target(&file) else { return };
+        if self.watch.as_ref().is_some_and(|w| w.dir() == target) {
+            return;
+        }
+        match watch::watch(&target, self.debounce, self.wake.clone()) {
+            Ok(w) => {
+                tracing::debug!(dir = %target.display(), "watching for NodeConfig changes");
+                self.watch = Some(w);
+            }
+            Err(e) => {
+                tracing::warn!(dir = %target.display(), error = %e, "cannot watch; falling back to periodic reads");
+                self.watch = None;
+            }
+        }
+    }
+
+    fn in_force(&self) -> String {
+        match self.facts.nodeconfig() {
+            Some(good) => format!(
+                "; the last good NodeConfig (loaded {}) stays in force",
+                rfc3339(good.loaded_at)
+            ),
+            None => "; no good NodeConfig has been loaded yet".to_owned(),
+        }
+    }
+
+    fn evaluate(&mut self, seen: &Seen, bytes: &[u8]) -> Vec<Check> {
+        let shown = self.path.display().to_string();
+        match seen {
+            Seen::Missing => {
+                self.valid.set(0);
+                let mut checks = vec![Check::new(
+                    DOMAIN,
+                    "file",
+                    Status::Warn,
+                    format!("no NodeConfig at {shown}{}", self.in_force()),
+                )
+                .with_remedy("write the NodeConfig there (nodeadm init -c file://…) or set nodeconfig.path in the agent config")];
+                checks.push(Check::not_applicable(DOMAIN, "parse", "no file"));
+                checks.extend(validate::AREAS.iter().map(|a| Check::not_applicable(DOMAIN, *a, "no file")));
+                checks
+            }
+            Seen::Unreadable(e) => {
+                self.valid.set(0);
+                vec![Check::new(DOMAIN, "file", Status::Fail, format!("cannot read {shown}: {e}{}", self.in_force()))
+                    .with_remedy("check the file's permissions")]
+            }
+            Seen::Content { len, .. } => {
+                self.last_change.set(crate::metrics::unix_seconds(SystemTime::now()));
+                let text = String::from_utf8_lossy(bytes);
+                let format = parse::detect_format(&text);
+                let file_check = |status, suffix: String| {
+                    Check::new(
+                        DOMAIN,
+                        "file",
+                        status,
+                        format!(
+                            "{shown} ({}, {len} bytes){suffix}",
+                            if format == Format::Json { "JSON" } else { "YAML" }
+                        ),
+                    )
+                };
+                match evaluate(&text, &self.path, &self.host, SystemTime::now()) {
+                    Ok((config, checks)) => {
+                        self.valid.set(1);
+                        let _ = self.reloads.get_or_create(&ResultLabel { result: "success" }).inc();
+                        tracing::info!(path = %shown, "NodeConfig loaded");
+                        self.facts
+                            .set_nodeconfig(Arc::new(Loaded::new(config, self.path.clone(), format)));
+                        let mut all = vec![file_check(Status::Pass, "; in force".to_owned())];
+                        all.extend(checks);
+                        all
+                    }
+                    Err(checks) => {
+                        self.valid.set(0);
+                        let _ = self.reloads.get_or_create(&ResultLabel { result: "failure" }).inc();
+                        tracing::warn!(path = %shown, "NodeConfig rejected; keeping the last good one");
+                        let mut all = vec![file_check(Status::Fail, format!(" is not a valid NodeConfig{}", self.in_force()))
+                            .with_remedy("see the failing nodeconfig checks")];
+                        all.extend(checks);
+                        all
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Domain for NodeConfigDomain {
+    fn name(&self) -> &'static str {
+        DOMAIN
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn trigger(&self) -> Option<Arc<Notify>> {
+        Some(self.wake.clone())
+    }
+
+    fn reconfigure(&mut self, config: &Config) {
+        let c = &config.nodeconfig;
+        self.interval = c.interval.get();
+        if self.path != c.path || self.debounce != c.debounce.get() {
+            self.path = c.path.clone();
+            self.debounce = c.debounce.get();
+            self.watch = None;
+            self.seen = None;
+        }
+    }
+
+    fn run(&mut self) -> Vec<Check> {
+        self.ensure_watch();
+        let (seen, bytes) = match std::fs::read(self.host.path(&self.path)) {
+            Ok(bytes) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                (Seen::Content { hash: h.finish(), len: bytes.len() }, bytes)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Seen::Missing, Vec::new()),
+            Err(e) => (Seen::Unreadable(e.to_string()), Vec::new()),
+        };
+        if self.seen.as_ref() != Some(&seen) {
+            self.checks = self.evaluate(&seen, &bytes);
+            self.seen = Some(seen);
+        }
+        self.checks.clone()
+    }
+}

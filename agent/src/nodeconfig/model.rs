@@ -1,0 +1,272 @@
+//! The NodeConfig (`node.eks.aws/v1alpha1`, kind `NodeConfig`) as hybrid
+//! nodeadm decodes it: strictly, so an unknown field is an error.
+//!
+//! Fields that only the EC2 (AL2023) nodeadm understands are modelled so they
+//! can be reported precisely (hybrid nodeadm rejects them); see
+//! [`NodeConfig::ec2_only_fields`].
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const API_VERSION: &str = "node.eks.aws/v1alpha1";
+pub const KIND: &str = "NodeConfig";
+
+/// A value that must never be printed: `Debug` shows only its length and
+/// there is no `Display` or `Serialize`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted, {} chars>", self.0.chars().count())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeConfig {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Spec {
+    #[serde(default)]
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub hybrid: Option<Hybrid>,
+    #[serde(default)]
+    pub containerd: Containerd,
+    #[serde(default)]
+    pub kubelet: Kubelet,
+    #[serde(default)]
+    pub instance: Instance,
+    /// EC2 nodeadm only.
+    #[serde(default)]
+    pub feature_gates: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub api_server_endpoint: String,
+    #[serde(default)]
+    pub certificate_authority: String,
+    #[serde(default)]
+    pub cidr: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub enable_outpost: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hybrid {
+    #[serde(default)]
+    pub ssm: Option<Ssm>,
+    #[serde(default)]
+    pub iam_roles_anywhere: Option<IamRolesAnywhere>,
+    #[serde(default)]
+    pub enable_credentials_file: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Ssm {
+    #[serde(default)]
+    pub activation_code: Secret,
+    #[serde(default)]
+    pub activation_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IamRolesAnywhere {
+    #[serde(default)]
+    pub node_name: String,
+    #[serde(default)]
+    pub trust_anchor_arn: String,
+    #[serde(default)]
+    pub profile_arn: String,
+    #[serde(default)]
+    pub role_arn: String,
+    #[serde(default)]
+    pub aws_config_path: String,
+    #[serde(default)]
+    pub certificate_path: String,
+    #[serde(default)]
+    pub private_key_path: String,
+}
+
+impl IamRolesAnywhere {
+    pub const DEFAULT_CERTIFICATE_PATH: &'static str = "/etc/iam/pki/server.pem";
+    pub const DEFAULT_PRIVATE_KEY_PATH: &'static str = "/etc/iam/pki/server.key";
+
+    /// The certificate path after nodeadm's defaulting.
+    pub fn certificate_path(&self) -> &str {
+        non_empty_or(&self.certificate_path, Self::DEFAULT_CERTIFICATE_PATH)
+    }
+
+    /// The private key path after nodeadm's defaulting.
+    pub fn private_key_path(&self) -> &str {
+        non_empty_or(&self.private_key_path, Self::DEFAULT_PRIVATE_KEY_PATH)
+    }
+}
+
+fn non_empty_or<'a>(v: &'a str, default: &'a str) -> &'a str {
+    if v.is_empty() {
+        default
+    } else {
+        v
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Containerd {
+    /// Inline containerd TOML, written verbatim to
+    /// `/etc/containerd/config.d/00-nodeadm.toml`.
+    #[serde(default)]
+    pub config: Option<String>,
+    /// EC2 nodeadm only.
+    #[serde(default)]
+    pub base_runtime_spec: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Kubelet {
+    /// Merged into the kubelet's KubeletConfiguration.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// EC2 nodeadm only.
+    #[serde(default)]
+    pub max_pods_expression: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Instance {
+    #[serde(default)]
+    pub local_storage: Option<serde_json::Value>,
+    /// EC2 nodeadm only.
+    #[serde(default)]
+    pub environment: Option<IgnoredAny>,
+    /// EC2 nodeadm only.
+    #[serde(default)]
+    pub network: Option<IgnoredAny>,
+}
+
+impl NodeConfig {
+    /// The fields present that only the EC2 nodeadm knows, as
+    /// `(path, key)`.
+    pub fn ec2_only_fields(&self) -> Vec<(&'static str, &'static str)> {
+        let s = &self.spec;
+        [
+            (s.feature_gates.is_some(), "spec.featureGates", "featureGates"),
+            (
+                s.containerd.base_runtime_spec.is_some(),
+                "spec.containerd.baseRuntimeSpec",
+                "baseRuntimeSpec",
+            ),
+            (
+                s.kubelet.max_pods_expression.is_some(),
+                "spec.kubelet.maxPodsExpression",
+                "maxPodsExpression",
+            ),
+            (
+                s.instance.environment.is_some(),
+                "spec.instance.environment",
+                "environment",
+            ),
+            (s.instance.network.is_some(), "spec.instance.network", "network"),
+        ]
+        .into_iter()
+        .filter(|(present, _, _)| *present)
+        .map(|(_, path, key)| (path, key))
+        .collect()
+    }
+
+    /// The kubelet flag values for `name` (`--name=value` or `--name value`).
+    pub fn kubelet_flag_values(&self, name: &str) -> Vec<&str> {
+        let flags = &self.spec.kubelet.flags;
+        let long = format!("--{name}");
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < flags.len() {
+            let f = flags[i].trim();
+            if let Some(v) = f.strip_prefix(&long).and_then(|r| r.strip_prefix('=')) {
+                out.push(v);
+            } else if f == long {
+                if let Some(v) = flags.get(i + 1) {
+                    out.push(v.as_str());
+                    i += 1;
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Node labels from `--node-labels`.
+    pub fn node_labels(&self) -> BTreeMap<String, String> {
+        self.kubelet_flag_values("node-labels")
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let k = k.trim();
+                (!k.is_empty()).then(|| (k.to_owned(), v.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Taints from `--register-with-taints` and the kubelet config's
+    /// `registerWithTaints`, as `key=value:Effect` strings.
+    pub fn taints(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .kubelet_flag_values("register-with-taints")
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(serde_json::Value::Array(taints)) = self.spec.kubelet.config.get("registerWithTaints") {
+            for t in taints {
+                let key = t.get("key").and_then(|v| v.as_str()).unwrap_or("");
+                let value = t.get("value").and_then(|v| v.as_str()).unwrap_or("");
+                let effect = t.get("effect").and_then(|v| v.as_str()).unwrap_or("");
+                if !key.is_empty() {
+                    out.push(if value.is_empty() {
+                        format!("{key}:{effect}")
+                    } else {
+                        format!("{key}={value}:{effect}")
+                    });
+                }
+            }
+        }
+        out
+    }
+}
