@@ -74,7 +74,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Render(args) => render(&host, &args),
         Command::Check(args) => {
             let config = source.load()?;
-            crate::logging::init(&config.agent.log_level);
+            // The report is the output; only problems are logged.
+            crate::logging::init("warn");
             Ok(check(&config, &host, &args))
         }
         Command::Run(args) => {
@@ -134,7 +135,10 @@ fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
         })
     })?;
     let Some(inline) = config.spec.containerd.config.as_deref() else {
-        println!("# {} has no spec.containerd.config: nothing to correct", path.display());
+        println!(
+            "# {} has no spec.containerd.config: nothing to correct",
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     };
     // nodeadm's sandbox image is only known from a live config.
@@ -143,11 +147,19 @@ fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
         .and_then(|t| ContainerdConfig::parse(&t).ok())
         .and_then(|c| c.sandbox_image());
     if let Some(f) = crate::nodeconfig::validate::containerd_toml_finding(&config, &text) {
-        let at = f.position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
-        return Err(AppError::Invalid(format!("{}{at}: {}", path.display(), f.message)));
+        let at = f
+            .position
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default();
+        return Err(AppError::Invalid(format!(
+            "{}{at}: {}",
+            path.display(),
+            f.message
+        )));
     }
-    let corrected = render::correct(inline, live.as_deref())
-        .map_err(|e| AppError::Invalid(format!("{}: spec.containerd.config: {e}", path.display())))?;
+    let corrected = render::correct(inline, live.as_deref()).map_err(|e| {
+        AppError::Invalid(format!("{}: spec.containerd.config: {e}", path.display()))
+    })?;
     println!("# Corrected spec.containerd.config for {}", path.display());
     for r in &corrected.moved {
         println!(
@@ -158,7 +170,9 @@ fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
     for r in &corrected.restored {
         println!("# - restored nodeadm setting: {r}");
     }
-    let cri = ContainerdConfig::parse(inline).map(|c| !c.cri_tables().is_empty()).unwrap_or(false);
+    let cri = ContainerdConfig::parse(inline)
+        .map(|c| !c.cri_tables().is_empty())
+        .unwrap_or(false);
     if cri && live.is_none() {
         println!(
             "# - sandbox_image: nodeadm's (region-specific) value is only known after init; \

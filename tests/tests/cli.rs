@@ -42,9 +42,10 @@ fn lifecycle_phases_from_fixture_trees() {
     let cfg_dir = tempfile::tempdir().expect("tempdir");
     let down = config_with_kubelet(cfg_dir.path(), "127.0.0.1:9".parse().expect("addr"));
 
+    // Before init, the missing NodeConfig is a warning too.
     let cases = [
         ("empty", "not_installed", 1, "warn", "n/a"),
-        ("installed", "installed", 0, "pass", "n/a"),
+        ("installed", "installed", 1, "pass", "n/a"),
         ("initialized", "initialized", 2, "pass", "fail"),
         ("joined", "joined", 2, "pass", "fail"),
     ];
@@ -75,6 +76,7 @@ fn kubelet_running_and_joined_with_a_live_kubelet() {
     let root = root_from_fixture("joined");
     let (exit, report) = json_check(root.path(), &["--config", &up]);
     assert_eq!(report["phase"], "joined", "{report}");
+    // After init a missing NodeConfig is not a problem.
     assert_eq!(exit, 0, "{report}");
     assert_eq!(report["summary"]["fail"], 0);
 }
@@ -93,13 +95,14 @@ fn table_output_is_grouped_and_readable() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.starts_with("lifecycle\n"), "{text}");
     assert!(
-        text.contains("  WARN  nodeadm  nodeadm is not installed"),
+        text.lines().any(|l| l.starts_with("  WARN  nodeadm ")
+            && l.ends_with(" nodeadm is not installed (not on PATH, no install tracker)")),
         "{text}"
     );
     assert!(text.contains("fix: download nodeadm"), "{text}");
     assert!(
         text.trim_end()
-            .ends_with("WARNINGS: phase not_installed; 1 pass, 1 warn, 0 fail"),
+            .ends_with("WARNINGS: phase not_installed; 1 pass, 2 warn, 0 fail"),
         "{text}"
     );
     assert!(!text.contains('\x1b'), "no colour when asked for none");

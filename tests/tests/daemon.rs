@@ -66,7 +66,7 @@ fn systemd_ready_status_watchdog_and_stopping() {
     notify.wait_for("READY=1", Duration::from_secs(10), &mut seen);
     let ready = seen.last().cloned().unwrap_or_default();
     assert!(
-        ready.contains("STATUS=phase=installed; 2 pass, 0 warn, 0 fail"),
+        ready.contains("STATUS=phase=installed; 2 pass, 1 warn, 0 fail"),
         "{ready:?}"
     );
     // READY comes only once the endpoint is up.
@@ -260,7 +260,10 @@ fn endpoint_routes_methods_and_formats() {
     let status = http_get(agent.addr, "/status", &[]).expect("status");
     let doc: serde_json::Value = serde_json::from_str(&status.body).expect("json");
     assert_eq!(doc["phase"], "not_installed");
-    assert_eq!(doc["summary"]["warn"], 1);
+    assert_eq!(
+        doc["summary"]["warn"], 2,
+        "nodeadm and the NodeConfig are missing"
+    );
     assert_eq!(doc["domains"]["lifecycle"]["outcome"], "ok");
 
     assert_eq!(

@@ -52,9 +52,7 @@ fn str_at(item: &Item, path: &[&str]) -> Option<String> {
 
 impl ContainerdConfig {
     pub fn parse(text: &str) -> Result<Self, toml_edit::TomlError> {
-        Ok(ContainerdConfig {
-            doc: text.parse()?,
-        })
+        Ok(ContainerdConfig { doc: text.parse()? })
     }
 
     pub fn version(&self) -> i64 {
@@ -99,7 +97,10 @@ impl ContainerdConfig {
 
     pub fn sandbox_image(&self) -> Option<String> {
         if self.version() >= 3 {
-            str_at(self.root(), &["plugins", CRI_IMAGES_V3, "pinned_images", "sandbox"])
+            str_at(
+                self.root(),
+                &["plugins", CRI_IMAGES_V3, "pinned_images", "sandbox"],
+            )
         } else {
             str_at(self.root(), &["plugins", CRI_V2, "sandbox_image"])
         }
@@ -138,7 +139,11 @@ impl ContainerdConfig {
                 out[i].endpoints = m
                     .get("endpoint")
                     .and_then(Item::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
             }
         }
@@ -148,8 +153,14 @@ impl ContainerdConfig {
                 if let Some(tls) = c.get("tls") {
                     out[i].has_tls = true;
                     out[i].ca_file = tls.get("ca_file").and_then(Item::as_str).map(str::to_owned);
-                    out[i].cert_file = tls.get("cert_file").and_then(Item::as_str).map(str::to_owned);
-                    out[i].key_file = tls.get("key_file").and_then(Item::as_str).map(str::to_owned);
+                    out[i].cert_file = tls
+                        .get("cert_file")
+                        .and_then(Item::as_str)
+                        .map(str::to_owned);
+                    out[i].key_file = tls
+                        .get("key_file")
+                        .and_then(Item::as_str)
+                        .map(str::to_owned);
                     out[i].insecure_skip_verify = tls
                         .get("insecure_skip_verify")
                         .and_then(Item::as_bool)
@@ -162,13 +173,21 @@ impl ContainerdConfig {
     }
 
     fn runtimes(&self) -> Option<&Item> {
-        get(self.root(), &["plugins", self.runtime_plugin(), "containerd", "runtimes"])
+        get(
+            self.root(),
+            &["plugins", self.runtime_plugin(), "containerd", "runtimes"],
+        )
     }
 
     pub fn default_runtime_name(&self) -> String {
         str_at(
             self.root(),
-            &["plugins", self.runtime_plugin(), "containerd", "default_runtime_name"],
+            &[
+                "plugins",
+                self.runtime_plugin(),
+                "containerd",
+                "default_runtime_name",
+            ],
         )
         .unwrap_or_else(|| "runc".to_owned())
     }
@@ -177,7 +196,10 @@ impl ContainerdConfig {
         let r = self.runtimes()?.get(name)?;
         Some(RuntimeFacts {
             name: name.to_owned(),
-            runtime_type: r.get("runtime_type").and_then(Item::as_str).map(str::to_owned),
+            runtime_type: r
+                .get("runtime_type")
+                .and_then(Item::as_str)
+                .map(str::to_owned),
             binary_name: get(r, &["options", "BinaryName"])
                 .and_then(Item::as_str)
                 .filter(|s| !s.is_empty())
@@ -238,7 +260,10 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].host, "harbor.example.internal");
         assert_eq!(r[0].endpoints.len(), 2);
-        assert_eq!(r[0].ca_file.as_deref(), Some("/etc/ssl/certs/harbor-ca.crt"));
+        assert_eq!(
+            r[0].ca_file.as_deref(),
+            Some("/etc/ssl/certs/harbor-ca.crt")
+        );
         assert!(r[0].has_tls && r[0].has_auth && !r[0].insecure_skip_verify);
         assert_eq!(c.config_path().as_deref(), Some("/etc/containerd/certs.d"));
         assert_eq!(c.cri_tables(), vec![CRI_V2]);
@@ -261,7 +286,10 @@ mod tests {
         assert_eq!(c.registries()[0].host, "docker.io");
         assert_eq!(c.sandbox_image().as_deref(), Some("localhost/pause:3.10"));
         let rt = c.default_runtime().expect("runtime");
-        assert_eq!(rt.binary_name.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert_eq!(
+            rt.binary_name.as_deref(),
+            Some("/usr/bin/nvidia-container-runtime")
+        );
         assert_eq!(rt.systemd_cgroup, Some(true));
     }
 

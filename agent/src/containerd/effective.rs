@@ -101,7 +101,9 @@ impl Binary {
     pub fn find(program: &str) -> Option<Binary> {
         let p = Path::new(program);
         if p.is_absolute() {
-            return p.is_file().then(|| Binary { program: p.to_owned() });
+            return p.is_file().then(|| Binary {
+                program: p.to_owned(),
+            });
         }
         let paths = std::env::var_os("PATH")?;
         std::env::split_paths(&paths)
@@ -195,7 +197,11 @@ impl ConfigSet {
 fn import_patterns(doc: &DocumentMut) -> Vec<String> {
     doc.get("imports")
         .and_then(Item::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -204,7 +210,11 @@ fn import_patterns(doc: &DocumentMut) -> Vec<String> {
 fn expand_glob(host: &Host, pattern: &str) -> Vec<String> {
     let (dir, name) = pattern.rsplit_once('/').unwrap_or((".", pattern));
     if !name.contains('*') {
-        return if host.exists(pattern) { vec![pattern.to_owned()] } else { vec![] };
+        return if host.exists(pattern) {
+            vec![pattern.to_owned()]
+        } else {
+            vec![]
+        };
     }
     let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
     let mut out: Vec<String> = std::fs::read_dir(host.path(dir))
@@ -212,7 +222,9 @@ fn expand_glob(host: &Host, pattern: &str) -> Vec<String> {
         .flatten()
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix) && n.len() >= prefix.len() + suffix.len())
+        .filter(|n| {
+            n.starts_with(prefix) && n.ends_with(suffix) && n.len() >= prefix.len() + suffix.len()
+        })
         .map(|n| format!("{dir}/{n}"))
         .collect();
     out.sort();
@@ -302,7 +314,9 @@ pub fn merge(main: &ContainerdConfig, imports: &[ContainerdConfig]) -> Container
             match key {
                 "version" | "imports" => {}
                 "plugins" => {
-                    let Some(src) = item.as_table_like() else { continue };
+                    let Some(src) = item.as_table_like() else {
+                        continue;
+                    };
                     let dst = out
                         .entry("plugins")
                         .or_insert_with(|| Item::Table(Table::new()));
@@ -352,8 +366,13 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     let eff = match effective(set, ctx.tool) {
         Ok(e) => e,
         Err(e) => {
-            return vec![Check::new(DOMAIN, "effective_config", Status::Fail, format!("cannot compute the effective containerd config ({source}): {e}"))
-                .with_remedy("fix the TOML syntax; containerd will not start with this config")];
+            return vec![Check::new(
+                DOMAIN,
+                "effective_config",
+                Status::Fail,
+                format!("cannot compute the effective containerd config ({source}): {e}"),
+            )
+            .with_remedy("fix the TOML syntax; containerd will not start with this config")];
         }
     };
     let main = ContainerdConfig::parse(&set.main).ok();
@@ -366,7 +385,9 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
         match &eff.method {
             Method::Dump { version } => format!(
                 "effective config ({source}) from `containerd config dump`{}",
-                version.map(|v| format!(" (containerd {v})")).unwrap_or_default()
+                version
+                    .map(|v| format!(" (containerd {v})"))
+                    .unwrap_or_default()
             ),
             Method::Builtin { why } => format!(
                 "effective config ({source}) computed with containerd 1.x's import rule ({why})"
@@ -382,7 +403,11 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
         .filter(|r| !r.endpoints.is_empty())
         .map(|r| r.host.as_str())
         .collect();
-    let tls: Vec<&str> = registries.iter().filter(|r| r.has_tls).map(|r| r.host.as_str()).collect();
+    let tls: Vec<&str> = registries
+        .iter()
+        .filter(|r| r.has_tls)
+        .map(|r| r.host.as_str())
+        .collect();
     checks.push(match (&config_path, mirrors.is_empty() && tls.is_empty()) {
         (Some(path), false) => {
             let mut what = Vec::new();
@@ -439,7 +464,11 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     checks
 }
 
-fn import_override(set: &ConfigSet, main: Option<&ContainerdConfig>, eff: &ContainerdConfig) -> Check {
+fn import_override(
+    set: &ConfigSet,
+    main: Option<&ContainerdConfig>,
+    eff: &ContainerdConfig,
+) -> Check {
     let culprits: Vec<&str> = set
         .imports
         .iter()
@@ -447,7 +476,12 @@ fn import_override(set: &ConfigSet, main: Option<&ContainerdConfig>, eff: &Conta
         .map(|(p, _)| p.as_str())
         .collect();
     let Some(main) = main else {
-        return Check::new(DOMAIN, "import_override", Status::Unknown, "main config not parseable");
+        return Check::new(
+            DOMAIN,
+            "import_override",
+            Status::Unknown,
+            "main config not parseable",
+        );
     };
     let mut lost = Vec::new();
     if let Some(path) = main.config_path().filter(|p| !p.is_empty()) {
@@ -471,17 +505,25 @@ fn import_override(set: &ConfigSet, main: Option<&ContainerdConfig>, eff: &Conta
         if eff.sandbox_image().as_deref() != Some(img.as_str()) {
             lost.push(format!(
                 "sandbox_image {img:?} reverted to {:?}",
-                eff.sandbox_image().unwrap_or_else(|| "containerd's default".into())
+                eff.sandbox_image()
+                    .unwrap_or_else(|| "containerd's default".into())
             ));
         }
     }
     if lost.is_empty() {
-        return Check::pass(DOMAIN, "import_override", "imports keep nodeadm's CRI settings (config_path, SystemdCgroup, sandbox_image)");
+        return Check::pass(
+            DOMAIN,
+            "import_override",
+            "imports keep nodeadm's CRI settings (config_path, SystemdCgroup, sandbox_image)",
+        );
     }
     let by = if culprits.is_empty() {
         String::new()
     } else {
-        format!(" because {} replaces the CRI plugin table", culprits.join(", "))
+        format!(
+            " because {} replaces the CRI plugin table",
+            culprits.join(", ")
+        )
     };
     Check::new(
         DOMAIN,
@@ -542,7 +584,10 @@ mod tests {
     struct NoTool;
 
     fn find<'a>(checks: &'a [Check], id: &str) -> &'a Check {
-        checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("{id} in {checks:?}"))
+        checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("{id} in {checks:?}"))
     }
 
     const GPU: &str = r#"version = 2
@@ -557,7 +602,9 @@ mod tests {
     #[test]
     fn versions_parse() {
         assert_eq!(
-            Version::from_version_output("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"),
+            Version::from_version_output(
+                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"
+            ),
             Some(Version(1, 6, 20))
         );
         assert_eq!(
@@ -582,7 +629,13 @@ mod tests {
     fn gpu_import_loses_nodeadm_settings_and_needs_the_toolkit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = Host::new(dir.path());
-        let checks = analyze(&ConfigSet::projected(Some(GPU)), &Context { host: &host, tool: None });
+        let checks = analyze(
+            &ConfigSet::projected(Some(GPU)),
+            &Context {
+                host: &host,
+                tool: None,
+            },
+        );
         let o = find(&checks, "import_override");
         assert_eq!(o.status, Status::Fail);
         assert!(o.summary.contains("config_path"), "{}", o.summary);
@@ -590,7 +643,11 @@ mod tests {
         assert!(o.summary.contains("00-nodeadm.toml"), "{}", o.summary);
         let b = find(&checks, "runtime_binary");
         assert_eq!(b.status, Status::Fail);
-        assert!(b.remedy.as_deref().unwrap_or("").contains("nvidia-container-toolkit"));
+        assert!(b
+            .remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("nvidia-container-toolkit"));
         assert_eq!(find(&checks, "registry_conflict").status, Status::Pass);
         let _ = NoTool;
     }
@@ -599,9 +656,17 @@ mod tests {
     fn no_inline_config_is_clean() {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = Host::new(dir.path());
-        let checks = analyze(&ConfigSet::projected(None), &Context { host: &host, tool: None });
+        let checks = analyze(
+            &ConfigSet::projected(None),
+            &Context {
+                host: &host,
+                tool: None,
+            },
+        );
         assert!(
-            checks.iter().all(|c| matches!(c.status, Status::Pass | Status::NotApplicable)),
+            checks
+                .iter()
+                .all(|c| matches!(c.status, Status::Pass | Status::NotApplicable)),
             "{checks:?}"
         );
     }
@@ -611,13 +676,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = Host::new(dir.path());
         std::fs::create_dir_all(host.path("/etc/containerd/config.d")).expect("mkdir");
-        std::fs::write(host.path("/etc/containerd/config.toml"), nodeadm_main_config("/etc/containerd/config.d/*.toml")).expect("write");
-        std::fs::write(host.path("/etc/containerd/config.d/10-b.toml"), "version = 2\n").expect("write");
-        std::fs::write(host.path("/etc/containerd/config.d/00-a.toml"), "version = 2\n").expect("write");
+        std::fs::write(
+            host.path("/etc/containerd/config.toml"),
+            nodeadm_main_config("/etc/containerd/config.d/*.toml"),
+        )
+        .expect("write");
+        std::fs::write(
+            host.path("/etc/containerd/config.d/10-b.toml"),
+            "version = 2\n",
+        )
+        .expect("write");
+        std::fs::write(
+            host.path("/etc/containerd/config.d/00-a.toml"),
+            "version = 2\n",
+        )
+        .expect("write");
         std::fs::write(host.path("/etc/containerd/config.d/notes.txt"), "x").expect("write");
-        let set = ConfigSet::live(&host, "/etc/containerd").expect("read").expect("present");
+        let set = ConfigSet::live(&host, "/etc/containerd")
+            .expect("read")
+            .expect("present");
         let names: Vec<_> = set.imports.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, vec!["/etc/containerd/config.d/00-a.toml", "/etc/containerd/config.d/10-b.toml"]);
-        assert!(ConfigSet::live(&Host::new(dir.path().join("none")), "/etc/containerd").expect("ok").is_none());
+        assert_eq!(
+            names,
+            vec![
+                "/etc/containerd/config.d/00-a.toml",
+                "/etc/containerd/config.d/10-b.toml"
+            ]
+        );
+        assert!(
+            ConfigSet::live(&Host::new(dir.path().join("none")), "/etc/containerd")
+                .expect("ok")
+                .is_none()
+        );
     }
 }

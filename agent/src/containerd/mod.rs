@@ -78,8 +78,13 @@ impl Domain for ContainerdDomain {
                 Ok(Some(set)) => return analyze(&set, &ctx),
                 Ok(None) => {}
                 Err(e) => {
-                    return vec![Check::new(DOMAIN, "effective_config", crate::check::Status::Fail, e)
-                        .with_remedy("containerd cannot load this config either; fix it")]
+                    return vec![Check::new(
+                        DOMAIN,
+                        "effective_config",
+                        crate::check::Status::Fail,
+                        e,
+                    )
+                    .with_remedy("containerd cannot load this config either; fix it")]
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! files that replace its legacy registry settings. Pure functions: nothing
 //! here touches the host.
 
-use super::config::{get, normalize_host, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2};
+use super::config::{
+    get, normalize_host, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2,
+};
 use super::effective::NODEADM_CONFIG_PATH;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
@@ -58,7 +60,10 @@ fn remove_legacy_registry(doc: &mut DocumentMut, plugin: &str) {
     };
     registry.remove("mirrors");
     let mut empty_configs = false;
-    if let Some(configs) = registry.get_mut("configs").and_then(Item::as_table_like_mut) {
+    if let Some(configs) = registry
+        .get_mut("configs")
+        .and_then(Item::as_table_like_mut)
+    {
         let hosts: Vec<String> = configs.iter().map(|(k, _)| k.to_owned()).collect();
         for host in hosts {
             if let Some(c) = configs.get_mut(&host).and_then(Item::as_table_like_mut) {
@@ -91,7 +96,11 @@ fn insert_like_siblings(table: &mut Table, key: &str, item: Item) {
     }
 }
 
-fn restore_nodeadm(doc: &mut DocumentMut, sandbox_image: Option<&str>, restored: &mut Vec<String>) -> Result<(), String> {
+fn restore_nodeadm(
+    doc: &mut DocumentMut,
+    sandbox_image: Option<&str>,
+    restored: &mut Vec<String>,
+) -> Result<(), String> {
     let missing = |doc: &DocumentMut, path: &[&str]| get(doc.as_item(), path).is_none();
     let cri = ["plugins", CRI_V2];
     let err = || "the CRI plugin entry is not a table".to_owned();
@@ -109,25 +118,40 @@ fn restore_nodeadm(doc: &mut DocumentMut, sandbox_image: Option<&str>, restored:
         }
     }
     if missing(doc, &["plugins", CRI_V2, "containerd", "runtimes", "runc"]) {
-        let runc = table_mut(doc, &[&cri[..], &["containerd", "runtimes", "runc"]].concat()).ok_or_else(err)?;
+        let runc = table_mut(
+            doc,
+            &[&cri[..], &["containerd", "runtimes", "runc"]].concat(),
+        )
+        .ok_or_else(err)?;
         runc.insert("runtime_type", value("io.containerd.runc.v2"));
         restored.push("runtimes.runc (io.containerd.runc.v2)".to_owned());
     }
     // Every runc-based runtime must use the systemd cgroup driver, like the kubelet.
-    let names: Vec<String> = get(doc.as_item(), &["plugins", CRI_V2, "containerd", "runtimes"])
-        .and_then(Item::as_table_like)
-        .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect())
-        .unwrap_or_default();
+    let names: Vec<String> = get(
+        doc.as_item(),
+        &["plugins", CRI_V2, "containerd", "runtimes"],
+    )
+    .and_then(Item::as_table_like)
+    .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect())
+    .unwrap_or_default();
     for name in names {
-        let rt = get(doc.as_item(), &["plugins", CRI_V2, "containerd", "runtimes", &name]);
+        let rt = get(
+            doc.as_item(),
+            &["plugins", CRI_V2, "containerd", "runtimes", &name],
+        );
         let runc_based = rt
             .and_then(|r| r.get("runtime_type"))
             .and_then(Item::as_str)
             .is_none_or(|t| t == "io.containerd.runc.v2");
-        let has = rt.and_then(|r| get(r, &["options", "SystemdCgroup"])).is_some();
+        let has = rt
+            .and_then(|r| get(r, &["options", "SystemdCgroup"]))
+            .is_some();
         if runc_based && !has {
-            let options = table_mut(doc, &[&cri[..], &["containerd", "runtimes", &name, "options"]].concat())
-                .ok_or_else(err)?;
+            let options = table_mut(
+                doc,
+                &[&cri[..], &["containerd", "runtimes", &name, "options"]].concat(),
+            )
+            .ok_or_else(err)?;
             insert_like_siblings(options, "SystemdCgroup", value(true));
             restored.push(format!("runtimes.{name}.options.SystemdCgroup = true"));
         }
@@ -177,7 +201,10 @@ pub fn hosts_toml(r: &RegistryDecl) -> String {
             let mut pair = Array::new();
             pair.push(cert.as_str());
             pair.push(key.as_str());
-            t.insert("client", value(Array::from_iter([toml_edit::Value::Array(pair)])));
+            t.insert(
+                "client",
+                value(Array::from_iter([toml_edit::Value::Array(pair)])),
+            );
         }
         if r.insecure_skip_verify {
             t.insert("skip_verify", value(true));
@@ -195,7 +222,11 @@ pub fn redact_credentials(text: &str) -> String {
     text.lines()
         .map(|line| {
             let trimmed = line.trim_start();
-            let key = trimmed.split(['=', ' ']).next().unwrap_or("").trim_matches('"');
+            let key = trimmed
+                .split(['=', ' '])
+                .next()
+                .unwrap_or("")
+                .trim_matches('"');
             if SECRET_KEYS.contains(&key) && trimmed.contains('=') {
                 let indent = &line[..line.len() - trimmed.len()];
                 format!("{indent}{key} = \"<redacted: keep your current value>\"")
@@ -239,12 +270,18 @@ mod tests {
         assert!(!c.text.contains("mirrors"), "{}", c.text);
         assert!(!c.text.contains(".tls"), "{}", c.text);
         assert!(c.text.contains("# keep this comment"));
-        assert!(c.text.contains("username = \"robot$k8s-robot\""), "auth stays");
+        assert!(
+            c.text.contains("username = \"robot$k8s-robot\""),
+            "auth stays"
+        );
         assert_eq!(again.config_path().as_deref(), Some(NODEADM_CONFIG_PATH));
         let runc = again.runtime("runc").expect("runc restored");
         assert_eq!(runc.systemd_cgroup, Some(true));
         assert_eq!(c.moved.len(), 1);
-        assert_eq!(c.moved[0].ca_file.as_deref(), Some("/etc/ssl/certs/harbor-ca.crt"));
+        assert_eq!(
+            c.moved[0].ca_file.as_deref(),
+            Some("/etc/ssl/certs/harbor-ca.crt")
+        );
         assert!(!c.restored.is_empty());
     }
 
@@ -255,11 +292,24 @@ mod tests {
         let again = ContainerdConfig::parse(&c.text).expect("valid");
         let rt = again.default_runtime().expect("nvidia");
         assert_eq!(rt.systemd_cgroup, Some(true));
-        assert_eq!(rt.binary_name.as_deref(), Some("/usr/bin/nvidia-container-runtime"));
+        assert_eq!(
+            rt.binary_name.as_deref(),
+            Some("/usr/bin/nvidia-container-runtime")
+        );
         assert_eq!(again.sandbox_image().as_deref(), Some("pause:3.10"));
         // The user's lines are kept verbatim; added keys follow their layout.
-        assert!(c.text.contains("  default_runtime_name = \"nvidia\"\n"), "{}", c.text);
-        assert!(c.text.contains("  BinaryName = \"/usr/bin/nvidia-container-runtime\"\n  SystemdCgroup = true\n"), "{}", c.text);
+        assert!(
+            c.text.contains("  default_runtime_name = \"nvidia\"\n"),
+            "{}",
+            c.text
+        );
+        assert!(
+            c.text.contains(
+                "  BinaryName = \"/usr/bin/nvidia-container-runtime\"\n  SystemdCgroup = true\n"
+            ),
+            "{}",
+            c.text
+        );
     }
 
     #[test]
@@ -281,7 +331,10 @@ mod tests {
         let text = hosts_toml(&r);
         assert!(text.starts_with(MANAGED_HEADER));
         let doc: DocumentMut = text.parse().expect("toml");
-        assert_eq!(doc["server"].as_str(), Some("https://harbor.example.internal"));
+        assert_eq!(
+            doc["server"].as_str(),
+            Some("https://harbor.example.internal")
+        );
         let h = &doc["host"]["https://mirror.example.internal:8443"];
         assert_eq!(h["ca"].as_str(), Some("/etc/ssl/certs/harbor-ca.crt"));
         assert_eq!(h["capabilities"].as_array().map(|a| a.len()), Some(2));

@@ -56,7 +56,10 @@ impl Loaded {
             .as_deref()
             .and_then(|t| ContainerdConfig::parse(t).ok());
         Loaded {
-            registries: inline.as_ref().map(ContainerdConfig::registries).unwrap_or_default(),
+            registries: inline
+                .as_ref()
+                .map(ContainerdConfig::registries)
+                .unwrap_or_default(),
             default_runtime: inline.as_ref().and_then(ContainerdConfig::default_runtime),
             node_labels: config.node_labels(),
             taints: config.taints(),
@@ -84,8 +87,13 @@ pub fn evaluate(
                 .position
                 .map(|(l, c)| format!("{shown}:{l}:{c}"))
                 .unwrap_or_else(|| shown.to_string());
-            let mut checks = vec![Check::new(DOMAIN, "parse", Status::Fail, format!("{at}: {}", e.message))
-                .with_remedy("fix the file; nodeadm init would reject it the same way")];
+            let mut checks = vec![Check::new(
+                DOMAIN,
+                "parse",
+                Status::Fail,
+                format!("{at}: {}", e.message),
+            )
+            .with_remedy("fix the file; nodeadm init would reject it the same way")];
             checks.extend(validate::AREAS.iter().map(|a| {
                 Check::not_applicable(DOMAIN, *a, "not evaluated: the file does not parse")
             }));
@@ -96,7 +104,11 @@ pub fn evaluate(
     let mut checks = vec![Check::pass(
         DOMAIN,
         "parse",
-        format!("{shown} decodes strictly as {} {}", model::API_VERSION, model::KIND),
+        format!(
+            "{shown} decodes strictly as {} {}",
+            model::API_VERSION,
+            model::KIND
+        ),
     )];
     for area in validate::AREAS {
         let found: Vec<&validate::Finding> = findings.iter().filter(|f| f.area == area).collect();
@@ -111,8 +123,13 @@ pub fn evaluate(
                     1 => String::new(),
                     n => format!(" (+{} more)", n - 1),
                 };
-                Check::new(DOMAIN, area, Status::Fail, format!("{at}{}{more}", first.message))
-                    .with_remedy("fix the NodeConfig; nodeadm init validates the same rules")
+                Check::new(
+                    DOMAIN,
+                    area,
+                    Status::Fail,
+                    format!("{at}{}{more}", first.message),
+                )
+                .with_remedy("fix the NodeConfig; nodeadm init validates the same rules")
             }
         });
     }
@@ -126,19 +143,31 @@ pub fn evaluate(
 fn pass_summary(area: &str, c: &NodeConfig) -> String {
     match area {
         "schema" => "no unknown or EC2-only fields".to_owned(),
-        "cluster" => format!("cluster {} in {}", c.spec.cluster.name, c.spec.cluster.region),
+        "cluster" => format!(
+            "cluster {} in {}",
+            c.spec.cluster.name, c.spec.cluster.region
+        ),
         "credentials" => match c.spec.hybrid.as_ref() {
             Some(h) if h.ssm.is_some() => format!(
                 "SSM hybrid activation {}",
-                h.ssm.as_ref().map(|s| s.activation_id.as_str()).unwrap_or("")
+                h.ssm
+                    .as_ref()
+                    .map(|s| s.activation_id.as_str())
+                    .unwrap_or("")
             ),
             Some(h) => format!(
                 "IAM Roles Anywhere as node {}",
-                h.iam_roles_anywhere.as_ref().map(|r| r.node_name.as_str()).unwrap_or("")
+                h.iam_roles_anywhere
+                    .as_ref()
+                    .map(|r| r.node_name.as_str())
+                    .unwrap_or("")
             ),
             None => String::new(),
         },
-        "kubelet_flags" => format!("{} kubelet flags, no --hostname-override", c.spec.kubelet.flags.len()),
+        "kubelet_flags" => format!(
+            "{} kubelet flags, no --hostname-override",
+            c.spec.kubelet.flags.len()
+        ),
         _ => match &c.spec.containerd.config {
             Some(_) => "the embedded containerd config is valid TOML".to_owned(),
             None => "no embedded containerd config".to_owned(),
@@ -219,7 +248,9 @@ impl NodeConfigDomain {
     /// ancestor until the directory appears.
     fn ensure_watch(&mut self) {
         let file = self.host.path(&self.path);
-        let Some(target) = watch::watch_target(&file) else { return };
+        let Some(target) = watch::watch_target(&file) else {
+            return;
+        };
         if self.watch.as_ref().is_some_and(|w| w.dir() == target) {
             return;
         }
@@ -250,24 +281,49 @@ impl NodeConfigDomain {
         match seen {
             Seen::Missing => {
                 self.valid.set(0);
-                let mut checks = vec![Check::new(
-                    DOMAIN,
-                    "file",
-                    Status::Warn,
-                    format!("no NodeConfig at {shown}{}", self.in_force()),
-                )
-                .with_remedy("write the NodeConfig there (nodeadm init -c file://…) or set nodeconfig.path in the agent config")];
+                // nodeadm init needs the file; afterwards admins often delete
+                // it (it holds the activation code).
+                let initialized = self
+                    .facts
+                    .phase()
+                    .is_some_and(|p| p >= crate::lifecycle::Phase::Initialized);
+                let file = if initialized {
+                    Check::not_applicable(
+                        DOMAIN,
+                        "file",
+                        format!("no NodeConfig at {shown}: not needed after nodeadm init (keep it for nodeadm upgrade){}", self.in_force()),
+                    )
+                } else {
+                    Check::new(
+                        DOMAIN,
+                        "file",
+                        Status::Warn,
+                        format!("no NodeConfig at {shown}: nodeadm init needs one{}", self.in_force()),
+                    )
+                    .with_remedy("write the NodeConfig there (nodeadm init -c file://…) or set nodeconfig.path in the agent config")
+                };
+                let mut checks = vec![file];
                 checks.push(Check::not_applicable(DOMAIN, "parse", "no file"));
-                checks.extend(validate::AREAS.iter().map(|a| Check::not_applicable(DOMAIN, *a, "no file")));
+                checks.extend(
+                    validate::AREAS
+                        .iter()
+                        .map(|a| Check::not_applicable(DOMAIN, *a, "no file")),
+                );
                 checks
             }
             Seen::Unreadable(e) => {
                 self.valid.set(0);
-                vec![Check::new(DOMAIN, "file", Status::Fail, format!("cannot read {shown}: {e}{}", self.in_force()))
-                    .with_remedy("check the file's permissions")]
+                vec![Check::new(
+                    DOMAIN,
+                    "file",
+                    Status::Fail,
+                    format!("cannot read {shown}: {e}{}", self.in_force()),
+                )
+                .with_remedy("check the file's permissions")]
             }
             Seen::Content { len, .. } => {
-                self.last_change.set(crate::metrics::unix_seconds(SystemTime::now()));
+                self.last_change
+                    .set(crate::metrics::unix_seconds(SystemTime::now()));
                 let text = String::from_utf8_lossy(bytes);
                 let format = parse::detect_format(&text);
                 let file_check = |status, suffix: String| {
@@ -277,27 +333,43 @@ impl NodeConfigDomain {
                         status,
                         format!(
                             "{shown} ({}, {len} bytes){suffix}",
-                            if format == Format::Json { "JSON" } else { "YAML" }
+                            if format == Format::Json {
+                                "JSON"
+                            } else {
+                                "YAML"
+                            }
                         ),
                     )
                 };
                 match evaluate(&text, &self.path, &self.host, SystemTime::now()) {
                     Ok((config, checks)) => {
                         self.valid.set(1);
-                        let _ = self.reloads.get_or_create(&ResultLabel { result: "success" }).inc();
+                        let _ = self
+                            .reloads
+                            .get_or_create(&ResultLabel { result: "success" })
+                            .inc();
                         tracing::info!(path = %shown, "NodeConfig loaded");
-                        self.facts
-                            .set_nodeconfig(Arc::new(Loaded::new(config, self.path.clone(), format)));
+                        self.facts.set_nodeconfig(Arc::new(Loaded::new(
+                            config,
+                            self.path.clone(),
+                            format,
+                        )));
                         let mut all = vec![file_check(Status::Pass, "; in force".to_owned())];
                         all.extend(checks);
                         all
                     }
                     Err(checks) => {
                         self.valid.set(0);
-                        let _ = self.reloads.get_or_create(&ResultLabel { result: "failure" }).inc();
+                        let _ = self
+                            .reloads
+                            .get_or_create(&ResultLabel { result: "failure" })
+                            .inc();
                         tracing::warn!(path = %shown, "NodeConfig rejected; keeping the last good one");
-                        let mut all = vec![file_check(Status::Fail, format!(" is not a valid NodeConfig{}", self.in_force()))
-                            .with_remedy("see the failing nodeconfig checks")];
+                        let mut all = vec![file_check(
+                            Status::Fail,
+                            format!(" is not a valid NodeConfig{}", self.in_force()),
+                        )
+                        .with_remedy("see the failing nodeconfig checks")];
                         all.extend(checks);
                         all
                     }
@@ -320,6 +392,10 @@ impl Domain for NodeConfigDomain {
         Some(self.wake.clone())
     }
 
+    fn after(&self) -> &'static [&'static str] {
+        &[crate::lifecycle::DOMAIN]
+    }
+
     fn reconfigure(&mut self, config: &Config) {
         let c = &config.nodeconfig;
         self.interval = c.interval.get();
@@ -337,12 +413,19 @@ impl Domain for NodeConfigDomain {
             Ok(bytes) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 bytes.hash(&mut h);
-                (Seen::Content { hash: h.finish(), len: bytes.len() }, bytes)
+                (
+                    Seen::Content {
+                        hash: h.finish(),
+                        len: bytes.len(),
+                    },
+                    bytes,
+                )
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Seen::Missing, Vec::new()),
             Err(e) => (Seen::Unreadable(e.to_string()), Vec::new()),
         };
-        if self.seen.as_ref() != Some(&seen) {
+        // A missing file's verdict depends on the phase: always re-evaluated.
+        if self.seen.as_ref() != Some(&seen) || seen == Seen::Missing {
             self.checks = self.evaluate(&seen, &bytes);
             self.seen = Some(seen);
         }

@@ -185,7 +185,11 @@ impl NodeConfig {
     pub fn ec2_only_fields(&self) -> Vec<(&'static str, &'static str)> {
         let s = &self.spec;
         [
-            (s.feature_gates.is_some(), "spec.featureGates", "featureGates"),
+            (
+                s.feature_gates.is_some(),
+                "spec.featureGates",
+                "featureGates",
+            ),
             (
                 s.containerd.base_runtime_spec.is_some(),
                 "spec.containerd.baseRuntimeSpec",
@@ -201,7 +205,11 @@ impl NodeConfig {
                 "spec.instance.environment",
                 "environment",
             ),
-            (s.instance.network.is_some(), "spec.instance.network", "network"),
+            (
+                s.instance.network.is_some(),
+                "spec.instance.network",
+                "network",
+            ),
         ]
         .into_iter()
         .filter(|(present, _, _)| *present)
@@ -253,7 +261,9 @@ impl NodeConfig {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .collect();
-        if let Some(serde_json::Value::Array(taints)) = self.spec.kubelet.config.get("registerWithTaints") {
+        if let Some(serde_json::Value::Array(taints)) =
+            self.spec.kubelet.config.get("registerWithTaints")
+        {
             for t in taints {
                 let key = t.get("key").and_then(|v| v.as_str()).unwrap_or("");
                 let value = t.get("value").and_then(|v| v.as_str()).unwrap_or("");

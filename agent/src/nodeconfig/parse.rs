@@ -107,7 +107,12 @@ pub fn parse(text: &str) -> Result<NodeConfig, ParseError> {
                 format!("kind is {other:?}; expected {KIND:?}"),
             ))
         }
-        None => return Err(ParseError::at(None, format!("kind is missing; expected {KIND:?}"))),
+        None => {
+            return Err(ParseError::at(
+                None,
+                format!("kind is missing; expected {KIND:?}"),
+            ))
+        }
     }
     decode(text, format)
 }
@@ -146,7 +151,10 @@ fn clean_message(raw: &str) -> String {
     // saphyr: `line 5 column 20: …`
     if let Some(rest) = msg.strip_prefix("line ") {
         if let Some((pos, tail)) = rest.split_once(": ") {
-            if pos.split(" column ").all(|n| n.trim().parse::<u64>().is_ok()) {
+            if pos
+                .split(" column ")
+                .all(|n| n.trim().parse::<u64>().is_ok())
+            {
                 msg = tail;
             }
         }
@@ -167,7 +175,9 @@ fn redact_quoted_values(msg: &str) -> String {
     let mut out = redact_double_quoted(msg);
     while let Some(start) = out.find(": `") {
         let value_start = start + 3;
-        let Some(len) = out[value_start..].find('`') else { break };
+        let Some(len) = out[value_start..].find('`') else {
+            break;
+        };
         out.replace_range(start + 2..value_start + len + 1, "<value>");
     }
     out
@@ -179,7 +189,9 @@ fn redact_double_quoted(msg: &str) -> String {
     for k in KINDS {
         while let Some(start) = out.find(k) {
             let value_start = start + k.len();
-            let Some(len) = out[value_start..].find('"') else { break };
+            let Some(len) = out[value_start..].find('"') else {
+                break;
+            };
             let kind_word = &k[..k.len() - 2];
             out.replace_range(start..value_start + len + 1, kind_word);
         }
@@ -190,7 +202,8 @@ fn redact_double_quoted(msg: &str) -> String {
 fn mime_line(text: &str) -> Option<usize> {
     text.lines().take(20).enumerate().find_map(|(i, l)| {
         let l = l.trim().to_ascii_lowercase();
-        (l.starts_with("mime-version:") || l.starts_with("content-type: multipart/")).then_some(i + 1)
+        (l.starts_with("mime-version:") || l.starts_with("content-type: multipart/"))
+            .then_some(i + 1)
     })
 }
 
@@ -224,29 +237,36 @@ pub fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
 
 /// Like [`locate_key`], searching from line `from` (1-based) on.
 pub fn locate_key_from(text: &str, key: &str, from: usize) -> Option<(usize, usize)> {
-    text.lines().enumerate().skip(from.saturating_sub(1)).find_map(|(i, line)| {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        let rest = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-        let offset = trimmed.len() - rest.len();
-        for quoted in [false, true] {
-            let candidate = if quoted { format!("\"{key}\"") } else { key.to_owned() };
-            if let Some(after) = rest.strip_prefix(candidate.as_str()) {
-                if after.trim_start().starts_with(':') {
-                    return Some((i + 1, indent + offset + 1));
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, line)| {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            let rest = trimmed.strip_prefix("- ").unwrap_or(trimmed);
+            let offset = trimmed.len() - rest.len();
+            for quoted in [false, true] {
+                let candidate = if quoted {
+                    format!("\"{key}\"")
+                } else {
+                    key.to_owned()
+                };
+                if let Some(after) = rest.strip_prefix(candidate.as_str()) {
+                    if after.trim_start().starts_with(':') {
+                        return Some((i + 1, indent + offset + 1));
+                    }
                 }
-            }
-            // JSON objects on one line: `{"a": 1, "key": 2}`.
-            if quoted {
-                if let Some(pos) = line.find(&candidate) {
-                    if line[pos + candidate.len()..].trim_start().starts_with(':') {
-                        return Some((i + 1, line[..pos].chars().count() + 1));
+                // JSON objects on one line: `{"a": 1, "key": 2}`.
+                if quoted {
+                    if let Some(pos) = line.find(&candidate) {
+                        if line[pos + candidate.len()..].trim_start().starts_with(':') {
+                            return Some((i + 1, line[..pos].chars().count() + 1));
+                        }
                     }
                 }
             }
-        }
-        None
-    })
+            None
+        })
 }
 
 #[cfg(test)]
@@ -275,7 +295,10 @@ mod tests {
     fn wrong_header() {
         let e = parse("apiVersion: v1\nkind: NodeConfig\n").unwrap_err();
         assert_eq!(e.position, Some((1, 1)));
-        assert!(e.message.contains("expects \"node.eks.aws/v1alpha1\""), "{e}");
+        assert!(
+            e.message.contains("expects \"node.eks.aws/v1alpha1\""),
+            "{e}"
+        );
         let e = parse("apiVersion: node.eks.aws/v1alpha1\nkind: ConfigMap\n").unwrap_err();
         assert_eq!(e.position, Some((2, 1)));
         assert!(e.message.contains("kind is \"ConfigMap\""), "{e}");

@@ -52,10 +52,21 @@ pub fn validate(config: &NodeConfig, text: &str, host: &Host, now: SystemTime) -
 
     let cluster = &config.spec.cluster;
     if cluster.name.trim().is_empty() {
-        push("cluster", "spec.cluster.name", "cluster", "spec.cluster.name is required: the name of the EKS cluster to join".into());
+        push(
+            "cluster",
+            "spec.cluster.name",
+            "cluster",
+            "spec.cluster.name is required: the name of the EKS cluster to join".into(),
+        );
     }
     if cluster.region.trim().is_empty() {
-        push("cluster", "spec.cluster.region", "cluster", "spec.cluster.region is required: the AWS Region of the cluster (e.g. us-west-2)".into());
+        push(
+            "cluster",
+            "spec.cluster.region",
+            "cluster",
+            "spec.cluster.region is required: the AWS Region of the cluster (e.g. us-west-2)"
+                .into(),
+        );
     }
 
     let hybrid = config.spec.hybrid.as_ref();
@@ -157,9 +168,18 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
         .span()
         .map(|s| crate::config::line_column(toml_text, s.start))
         .unwrap_or((1, 1));
-    let message = e.message().lines().next().unwrap_or("invalid TOML").trim().to_owned();
+    let message = e
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid TOML")
+        .trim()
+        .to_owned();
     let (position, context) = match embedded_block_start(text) {
-        Some((first_line, indent)) => (Some((first_line + toml_line - 1, indent + toml_col)), String::new()),
+        Some((first_line, indent)) => (
+            Some((first_line + toml_line - 1, indent + toml_col)),
+            String::new(),
+        ),
         None => (
             locate_key(text, "containerd"),
             format!(" (line {toml_line}, column {toml_col} of the embedded TOML)"),
@@ -269,12 +289,103 @@ mod tests {
         assert_eq!(f[1].position.map(|p| p.0), Some(17), "{f:?}");
     }
 
+    const IAM_RA: &str = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: us-west-2\n  hybrid:\n    iamRolesAnywhere:\n      nodeName: rack12-node07\n      trustAnchorArn: arn:aws:rolesanywhere:us-west-2:1:trust-anchor/a\n      profileArn: arn:aws:rolesanywhere:us-west-2:1:profile/b\n      roleArn: arn:aws:iam::1:role/c\n";
+
+    fn install_cert(host: &Host, not_after_year: i32) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["rack12-node07".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::create_dir_all(host.path("/etc/iam/pki")).expect("mkdir");
+        std::fs::write(host.path("/etc/iam/pki/server.pem"), cert.pem()).expect("write");
+        std::fs::write(host.path("/etc/iam/pki/server.key"), key.serialize_pem()).expect("write");
+    }
+
+    fn iam_findings(host: &Host) -> Vec<Finding> {
+        let config = parse(IAM_RA).expect("parses");
+        validate(&config, IAM_RA, host, SystemTime::now())
+    }
+
+    #[test]
+    fn iam_roles_anywhere_certificate_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let f = iam_findings(&host);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].message
+                .contains("/etc/iam/pki/server.pem does not exist"),
+            "{f:?}"
+        );
+        assert!(
+            f[1].message
+                .contains("/etc/iam/pki/server.key does not exist"),
+            "{f:?}"
+        );
+
+        install_cert(&host, 2100);
+        assert_eq!(iam_findings(&host), vec![]);
+
+        install_cert(&host, 2021);
+        let f = iam_findings(&host);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("expired on"), "{f:?}");
+
+        std::fs::write(host.path("/etc/iam/pki/server.pem"), "not a certificate").expect("write");
+        let f = iam_findings(&host);
+        assert!(f[0].message.contains("is not a PEM certificate"), "{f:?}");
+    }
+
+    #[test]
+    fn iam_roles_anywhere_required_fields() {
+        let text = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: r\n  hybrid:\n    iamRolesAnywhere:\n      nodeName: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n      roleArn: not-an-arn\n";
+        let f = findings(text);
+        let msgs: Vec<&str> = f.iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("nodeName is 65 characters")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("roleArn must be an ARN")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("profileArn is required")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("trustAnchorArn is required")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn ssm_rules() {
+        let text = ssm("")
+            .replace("aaaaaaaaaaaaaaaaaaaaaaaa", "short")
+            .replace("0f1e2d3c-4b5a", "0F1E2D3C-4B5A");
+        let f = findings(&text);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].message.contains("20 to 250 characters, got 5"));
+        assert!(
+            !f[0].message.contains("short"),
+            "the code itself is never shown"
+        );
+        assert!(f[1].message.contains("lowercase hexadecimal UUID"));
+        assert_eq!(f[1].position, Some((10, 7)));
+    }
+
     #[test]
     fn ec2_only_fields_are_reported() {
         let text = ssm("  featureGates:\n    InstanceIdNodeName: true\n  instance:\n    network:\n      x: 1\n");
         let f = findings(&text);
         assert_eq!(f.len(), 2, "{f:?}");
-        assert!(f[0].message.contains("spec.featureGates is only understood by the EC2"));
+        assert!(f[0]
+            .message
+            .contains("spec.featureGates is only understood by the EC2"));
         assert_eq!(f[0].position, Some((11, 3)));
         assert_eq!(f[1].field, "spec.instance.network");
     }

@@ -31,7 +31,10 @@ impl DirWatch {
 /// The directory to watch for `file`: its parent, or the nearest ancestor
 /// that exists.
 pub fn watch_target(file: &Path) -> Option<PathBuf> {
-    file.ancestors().skip(1).find(|d| d.is_dir()).map(Path::to_path_buf)
+    file.ancestors()
+        .skip(1)
+        .find(|d| d.is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// Watches `dir` (not recursively); `wake` is notified after events have
