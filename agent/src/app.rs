@@ -71,12 +71,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
             println!("hybrid-node-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Render(args) => render(&host, &args),
+        Command::Render(args) => render(&source.load()?, &host, &args),
         Command::Check(args) => {
             let config = source.load()?;
             // The report is the output; only problems are logged.
             crate::logging::init("warn");
-            Ok(check(&config, &host, &args))
+            Ok(check(&config, &host, &args, crate::registry::Mode::DryRun))
+        }
+        Command::Apply(args) => {
+            let config = source.load()?;
+            crate::logging::init("warn");
+            Ok(check(&config, &host, &args, crate::registry::Mode::Apply))
         }
         Command::Run(args) => {
             let config = source.load()?;
@@ -93,11 +98,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
     }
 }
 
-fn check(config: &config::Config, host: &Host, args: &CheckArgs) -> ExitCode {
+fn check(
+    config: &config::Config,
+    host: &Host,
+    args: &CheckArgs,
+    mode: crate::registry::Mode,
+) -> ExitCode {
     let facts = Facts::default();
     // Domains register metrics as they are built; `check` does not serve them.
     let mut registry = metrics::new_registry();
-    let domains = domain::build_all(config, host, &mut registry, &facts);
+    let domains = domain::build_all(config, host, &mut registry, &facts, mode);
     let checks = domain::run_once(domains, config.agent.probe_timeout.get());
     let report = crate::check::Report::new(checks);
     let text = match args.output {
@@ -121,7 +131,7 @@ fn check(config: &config::Config, host: &Host, args: &CheckArgs) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
-fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
+fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
     use crate::containerd::{config::ContainerdConfig, effective, render};
     let path = &args.nodeconfig;
     let text = std::fs::read_to_string(path).map_err(|source| AppError::Read {
@@ -183,9 +193,36 @@ fn render(host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
         println!("# Credentials are shown redacted: keep your current values.");
     }
     print!("{}", render::redact_credentials(&corrected.text));
-    for r in &corrected.moved {
-        println!("\n# --- /etc/containerd/certs.d/{}/hosts.toml", r.host);
-        print!("{}", render::hosts_toml(r));
+    // The files the agent would write for the moved registries.
+    use crate::registry::{desired, files, hosts_toml::Features, trust::Family};
+    let merged = desired::merge(&[], &corrected.moved, agent.registries.allow_skip_verify);
+    let version = effective::Binary::find(&agent.containerd.binary)
+        .and_then(|b| effective::ContainerdTool::version(&b));
+    let certs_d = agent.registries.certs_d.to_string_lossy();
+    let plan = files::plan(
+        &merged.registries,
+        &certs_d,
+        Family::detect(host),
+        host,
+        Features::of(version),
+        std::time::SystemTime::now(),
+    );
+    for note in &merged.conflicts {
+        println!("\n# note: {note}");
+    }
+    for (registry, e) in &plan.failed {
+        println!(
+            "\n# {registry}: {e}\n# (the agent writes this registry's files once that is fixed)"
+        );
+    }
+    for f in &plan.files {
+        match f.kind {
+            files::Kind::HostsToml => {
+                println!("\n# --- {}", f.path);
+                print!("{}", f.contents);
+            }
+            files::Kind::Ca | files::Kind::Trust => println!("\n# --- {} (CA certificate)", f.path),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

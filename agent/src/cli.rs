@@ -41,8 +41,11 @@ pub enum Command {
     /// /metrics, /status and /healthz
     Run(RunArgs),
     /// Run every check once and print a report; exit 0 if all pass,
-    /// 1 on warnings, 2 on failures
+    /// 1 on warnings, 2 on failures. Changes nothing on the host
     Check(CheckArgs),
+    /// Reconcile the registry files once (hosts.toml, CA files, OS trust
+    /// anchors), run every check and print the report, like `check`
+    Apply(CheckArgs),
     /// Print the corrected NodeConfig `containerd.config` (legacy registry
     /// settings moved out, nodeadm's CRI settings restored) and the
     /// hosts.toml files that replace the registry settings; the host is not

@@ -20,6 +20,9 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub nodeconfig: NodeConfigConfig,
     pub containerd: ContainerdConfig,
+    pub registries: RegistriesConfig,
+    /// Registries the agent manages (beside those the NodeConfig declares).
+    pub registry: Vec<RegistryEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -108,6 +111,149 @@ impl Default for ContainerdConfig {
             config_dir: PathBuf::from("/etc/containerd"),
             binary: "containerd".to_owned(),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistriesConfig {
+    /// Whether the agent writes hosts.toml, CA files and trust-store entries;
+    /// false only reports.
+    pub manage: bool,
+    /// The hosts.toml root containerd reads (its `config_path`).
+    pub certs_d: PathBuf,
+    /// Drift check and registry probe period.
+    pub interval: Interval,
+    /// Longest a registry probe (connect, TLS, `GET /v2/`) may take.
+    pub probe_timeout: Interval,
+    /// Allow `skip_verify` on a registry at all (unsafe: TLS without
+    /// verification). Even then every such registry is a warning.
+    pub allow_skip_verify: bool,
+    /// Restart containerd (systemctl) after the OS trust store changed; Go
+    /// caches the system pool, so containerd only sees new CAs after a restart.
+    pub restart_containerd_on_trust_change: bool,
+}
+
+impl Default for RegistriesConfig {
+    fn default() -> Self {
+        RegistriesConfig {
+            manage: true,
+            certs_d: PathBuf::from("/etc/containerd/certs.d"),
+            interval: Interval(Duration::from_secs(60)),
+            probe_timeout: Interval(Duration::from_secs(5)),
+            allow_skip_verify: false,
+            restart_containerd_on_trust_change: false,
+        }
+    }
+}
+
+/// One `[[registry]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    /// `name`, `name:port`, or `_default` (every registry).
+    pub host: String,
+    /// Endpoints tried in order before the registry itself.
+    #[serde(default)]
+    pub mirrors: Vec<MirrorEntry>,
+    /// PEM (or DER) file of the CA that signs the registry's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The CA inline, in PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub skip_verify: bool,
+    /// Pull only through the mirrors: `server` is set to the first mirror,
+    /// so containerd never falls back to the registry itself.
+    #[serde(default)]
+    pub mirror_only: bool,
+    /// Also install the CA into the OS trust store.
+    #[serde(default = "yes")]
+    pub system_trust: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorEntry {
+    pub url: String,
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<String>,
+    /// The URL's path is the API root (no `/v2` appended).
+    #[serde(default)]
+    pub override_path: bool,
+}
+
+fn default_capabilities() -> Vec<String> {
+    vec!["pull".to_owned(), "resolve".to_owned()]
+}
+
+/// The capabilities containerd knows.
+pub const CAPABILITIES: [&str; 4] = ["pull", "resolve", "push", "referrers"];
+
+impl RegistryEntry {
+    fn validate(&self, allow_skip_verify: bool) -> Result<(), String> {
+        let h = &self.host;
+        let name_ok = h == "_default"
+            || (!h.is_empty()
+                && !h.contains("://")
+                && !h.contains('/')
+                && h.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                })
+                && h.rsplit_once(':')
+                    .is_none_or(|(_, port)| port.parse::<u16>().is_ok() || h.starts_with('[')));
+        if !name_ok {
+            return Err(format!(
+                "registry host {h:?} must be a name, name:port or _default (no scheme or path)"
+            ));
+        }
+        if self.ca_file.is_some() && self.ca_pem.is_some() {
+            return Err(format!("registry {h}: set ca_file or ca_pem, not both"));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(format!(
+                "registry {h}: client_cert and client_key go together"
+            ));
+        }
+        if self.skip_verify && !allow_skip_verify {
+            return Err(format!(
+                "registry {h}: skip_verify disables TLS verification; it is only accepted with \
+                 registries.allow_skip_verify = true"
+            ));
+        }
+        if self.mirror_only && self.mirrors.is_empty() {
+            return Err(format!(
+                "registry {h}: mirror_only needs at least one mirror"
+            ));
+        }
+        for m in &self.mirrors {
+            if !(m.url.starts_with("https://") || m.url.starts_with("http://")) {
+                return Err(format!(
+                    "registry {h}: mirror url {:?} must start with https:// or http://",
+                    m.url
+                ));
+            }
+            if let Some(bad) = m
+                .capabilities
+                .iter()
+                .find(|c| !CAPABILITIES.contains(&c.as_str()))
+            {
+                return Err(format!(
+                    "registry {h}: unknown capability {bad:?}; expected one of {}",
+                    CAPABILITIES.join(", ")
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -278,6 +424,20 @@ impl Config {
                 self.containerd.config_dir
             )));
         }
+        if !self.registries.certs_d.is_absolute() {
+            return Err(invalid(format!(
+                "registries.certs_d must be an absolute path, got {:?}",
+                self.registries.certs_d
+            )));
+        }
+        let mut hosts = std::collections::BTreeSet::new();
+        for r in &self.registry {
+            r.validate(self.registries.allow_skip_verify)
+                .map_err(invalid)?;
+            if !hosts.insert(r.host.as_str()) {
+                return Err(invalid(format!("registry {} is declared twice", r.host)));
+            }
+        }
         if self.agent.max_connections == 0 {
             return Err(invalid(
                 "agent.max_connections must be at least 1".to_owned(),
@@ -433,7 +593,14 @@ interval = "500ms"
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                // `# [table]` and `# key = value`; indented lines are examples.
+                Some(rest)
+                    if rest.starts_with('[')
+                        || (rest.starts_with(|c: char| c.is_ascii_alphabetic())
+                            && rest.contains(" = ")) =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .collect::<Vec<_>>()
@@ -448,6 +615,7 @@ interval = "500ms"
         let keys = |t: &toml::Table| -> Vec<String> {
             let mut k: Vec<String> = t
                 .iter()
+                .filter(|(section, _)| section.as_str() != "registry")
                 .flat_map(|(section, v)| {
                     v.as_table()
                         .into_iter()
@@ -459,6 +627,38 @@ interval = "500ms"
             k
         };
         assert_eq!(keys(&documented), keys(&actual));
+    }
+
+    #[test]
+    fn registry_entries_are_validated() {
+        let ok = p(r#"
+[[registry]]
+host = "harbor.example.internal"
+ca_file = "/etc/pki/harbor-ca.pem"
+mirror_only = true
+mirrors = [{ url = "https://mirror.example.internal:8443" }]
+"#)
+        .expect("valid");
+        assert_eq!(
+            ok.registry[0].mirrors[0].capabilities,
+            vec!["pull", "resolve"]
+        );
+        assert!(ok.registry[0].system_trust);
+        for (text, want) in [
+            ("[[registry]]\nhost = \"https://x\"\n", "no scheme or path"),
+            ("[[registry]]\nhost = \"x\"\nskip_verify = true\n", "allow_skip_verify = true"),
+            ("[[registry]]\nhost = \"x\"\nca_file = \"/a\"\nca_pem = \"b\"\n", "not both"),
+            ("[[registry]]\nhost = \"x\"\nmirror_only = true\n", "needs at least one mirror"),
+            ("[[registry]]\nhost = \"x\"\nmirrors = [{ url = \"ftp://m\" }]\n", "must start with https://"),
+            ("[[registry]]\nhost = \"x\"\nmirrors = [{ url = \"https://m\", capabilities = [\"pul\"] }]\n", "unknown capability \"pul\""),
+            ("[[registry]]\nhost = \"x\"\n[[registry]]\nhost = \"x\"\n", "declared twice"),
+            ("[[registry]]\nhost = \"x\"\nclient_cert = \"/c\"\n", "go together"),
+        ] {
+            let err = p(text).expect_err(text).to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let unsafe_ok = p("[registries]\nallow_skip_verify = true\n[[registry]]\nhost = \"x:5000\"\nskip_verify = true\n");
+        assert!(unsafe_ok.is_ok());
     }
 
     #[test]

@@ -37,12 +37,14 @@ pub trait Domain: Send + std::fmt::Debug + 'static {
     }
 }
 
-/// Builds every domain, registering their metrics in `registry`.
+/// Builds every domain, registering their metrics in `registry`. `mode`
+/// says whether domains that manage files may change the host.
 pub fn build_all(
     config: &Config,
     host: &Host,
     registry: &mut Registry,
     facts: &Facts,
+    mode: crate::registry::Mode,
 ) -> Vec<Box<dyn Domain>> {
     vec![
         Box::new(crate::lifecycle::Lifecycle::new(
@@ -62,6 +64,13 @@ pub fn build_all(
             host.clone(),
             registry,
             facts.clone(),
+        )),
+        Box::new(crate::registry::RegistryDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            mode,
         )),
     ]
 }

@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod nodeconfig;
+pub mod registry;
 pub mod report;
 pub mod state;
 pub mod systemd;

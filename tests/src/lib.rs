@@ -313,3 +313,87 @@ pub fn root_from_fixture(name: &str) -> tempfile::TempDir {
     assert!(status.success(), "copy fixture {name}");
     dir
 }
+
+/// A CA and a server certificate it issued for `harbor.example.internal`
+/// and 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_pem: String,
+    pub server_key: String,
+}
+
+pub fn pki(name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let mut cap = CertificateParams::new(Vec::<String>::new()).expect("params");
+    cap.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    cap.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    cap.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca_key = KeyPair::generate().expect("key");
+    let ca = cap.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(cap, ca_key);
+    let mut sp =
+        CertificateParams::new(vec!["harbor.example.internal".to_owned()]).expect("params");
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    sp.distinguished_name.push(DnType::CommonName, "registry");
+    let server_key = KeyPair::generate().expect("key");
+    let server = sp.signed_by(&server_key, &issuer).expect("server cert");
+    Pki {
+        ca_pem: ca.pem(),
+        server_pem: server.pem(),
+        server_key: server_key.serialize_pem(),
+    }
+}
+
+/// `openssl s_server -www` on 127.0.0.1: answers every GET with 200 over
+/// TLS with `pki`'s server certificate. Killed when dropped.
+#[derive(Debug)]
+pub struct TlsServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    pub fn start(openssl: &Path, pki: &Pki) -> TlsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("server.pem");
+        let key = dir.path().join("server.key");
+        std::fs::write(&cert, &pki.server_pem).expect("write");
+        std::fs::write(&key, &pki.server_key).expect("write");
+        let port = free_port();
+        let child = Command::new(openssl)
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "openssl s_server did not start");
+        TlsServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

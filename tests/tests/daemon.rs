@@ -257,8 +257,13 @@ fn endpoint_routes_methods_and_formats() {
     assert!(om.head.contains("application/openmetrics-text"));
     assert!(om.body.ends_with("# EOF\n"));
 
-    let status = http_get(agent.addr, "/status", &[]).expect("status");
-    let doc: serde_json::Value = serde_json::from_str(&status.body).expect("json");
+    // Every domain has run once (READY's condition) before the summary counts.
+    let doc = eventually(Duration::from_secs(5), || {
+        let status = http_get(agent.addr, "/status", &[]).ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&status.body).ok()?;
+        (doc["domains"].as_object()?.len() == 4).then_some(doc)
+    })
+    .expect("all domains in /status");
     assert_eq!(doc["phase"], "not_installed");
     assert_eq!(
         doc["summary"]["warn"], 2,

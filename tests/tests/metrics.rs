@@ -1,16 +1,44 @@
 //! The metric contract: real `promtool` accepts a live scrape, and
 //! `docs/metrics.md` matches what the agent exports.
 
-use hybrid_node_agent_e2e::{repo_root, require_tool, root_from_fixture, Agent};
+use hybrid_node_agent_e2e::{pki, repo_root, require_tool, root_from_fixture, Agent, TlsServer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn live_scrape() -> String {
+/// A scrape of an agent with every family populated: a registry served over
+/// TLS (by `openssl s_server`) with a CA the agent manages.
+fn live_scrape() -> Option<String> {
+    let openssl = require_tool("openssl")?;
+    let pki = pki("metrics");
+    let server = TlsServer::start(&openssl, &pki);
     let root = root_from_fixture("installed");
-    let mut agent = Agent::start(&["--root", root.path().to_str().expect("utf-8")], &[], None);
+    let cfg = root.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[registry]]\nhost = \"harbor.example.internal\"\nsystem_trust = false\nmirror_only = true\nca_pem = \"\"\"\n{}\"\"\"\nmirrors = [{{ url = \"https://127.0.0.1:{}\" }}]\n",
+            pki.ca_pem, server.port
+        ),
+    )
+    .expect("write");
+    let mut agent = Agent::start(
+        &[
+            "--root",
+            root.path().to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+        ],
+        &[],
+        None,
+    );
     agent.wait_ready();
-    agent.metrics()
+    let up = hybrid_node_agent_e2e::eventually(std::time::Duration::from_secs(10), || {
+        let m = agent.metrics();
+        m.contains("hybrid_node_registry_tls_verified{")
+            .then_some(m)
+    });
+    Some(up.expect("registry probed"))
 }
 
 #[test]
@@ -18,7 +46,9 @@ fn promtool_check_metrics_reports_no_problems() {
     let Some(promtool) = require_tool("promtool") else {
         return;
     };
-    let scrape = live_scrape();
+    let Some(scrape) = live_scrape() else {
+        return;
+    };
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -93,7 +123,10 @@ fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
 
 #[test]
 fn docs_match_the_live_scrape() {
-    let scraped = families(&live_scrape());
+    let Some(scrape) = live_scrape() else {
+        return;
+    };
+    let scraped = families(&scrape);
     let doc = documented();
     for (name, (ty, labels)) in &scraped {
         let Some((doc_ty, doc_labels)) = doc.get(name) else {

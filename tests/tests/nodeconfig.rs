@@ -3,7 +3,7 @@
 //! `render`, and a daemon that follows edits of the file.
 
 use hybrid_node_agent_e2e::{
-    eventually, fixture, http_get, require_tool, root_from_fixture, run_agent, sample, Agent,
+    eventually, fixture, http_get, pki, require_tool, root_from_fixture, run_agent, sample, Agent,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -278,7 +278,13 @@ fn real_containerd_proves_both_traps_and_the_correction() {
     assert!(!before.contains("SystemdCgroup = true"), "{before}");
 
     // render's correction: both traps gone, per the agent and per containerd.
+    // (The hosts.toml needs the CA the NodeConfig names, under --root.)
+    let ca_dir = root.path().join("etc/ssl/certs");
+    std::fs::create_dir_all(&ca_dir).expect("mkdir");
+    std::fs::write(ca_dir.join("harbor-ca.crt"), pki("render").ca_pem).expect("write");
     let out = run_agent(&[
+        "--root",
+        root.path().to_str().expect("utf-8"),
         "render",
         "--nodeconfig",
         root.path().join(NODECONFIG).to_str().expect("utf-8"),

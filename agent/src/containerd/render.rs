@@ -2,16 +2,9 @@
 //! files that replace its legacy registry settings. Pure functions: nothing
 //! here touches the host.
 
-use super::config::{
-    get, normalize_host, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2,
-};
+use super::config::{get, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2};
 use super::effective::NODEADM_CONFIG_PATH;
-use toml_edit::{value, Array, DocumentMut, Item, Table};
-
-/// First line of every file the agent writes; files without it are never
-/// modified.
-pub const MANAGED_HEADER: &str =
-    "# Managed by hybrid-node-agent: edits are overwritten. Configure registries in the agent config or the NodeConfig.";
+use toml_edit::{value, DocumentMut, Item, Table};
 
 /// A corrected `containerd.config`.
 #[derive(Debug, Clone)]
@@ -165,56 +158,6 @@ fn restore_nodeadm(
     Ok(())
 }
 
-/// The hosts.toml for a registry declared in the legacy form: `server` is
-/// the upstream, one `[host]` table per mirror endpoint (or the upstream
-/// itself), each with its own `ca` (host entries do not inherit the root's).
-pub fn hosts_toml(r: &RegistryDecl) -> String {
-    let mut doc = DocumentMut::new();
-    let host = normalize_host(&r.host);
-    let upstream = if host == "_default" {
-        None
-    } else if host == "docker.io" {
-        Some("https://registry-1.docker.io".to_owned())
-    } else {
-        Some(format!("https://{host}"))
-    };
-    if let Some(server) = &upstream {
-        doc.insert("server", value(server.as_str()));
-    }
-    let endpoints: Vec<String> = if r.endpoints.is_empty() {
-        upstream.iter().cloned().collect()
-    } else {
-        r.endpoints.clone()
-    };
-    let mut hosts = Table::new();
-    hosts.set_implicit(true);
-    for ep in &endpoints {
-        let mut t = Table::new();
-        let mut caps = Array::new();
-        caps.push("pull");
-        caps.push("resolve");
-        t.insert("capabilities", value(caps));
-        if let Some(ca) = &r.ca_file {
-            t.insert("ca", value(ca.as_str()));
-        }
-        if let (Some(cert), Some(key)) = (&r.cert_file, &r.key_file) {
-            let mut pair = Array::new();
-            pair.push(cert.as_str());
-            pair.push(key.as_str());
-            t.insert(
-                "client",
-                value(Array::from_iter([toml_edit::Value::Array(pair)])),
-            );
-        }
-        if r.insecure_skip_verify {
-            t.insert("skip_verify", value(true));
-        }
-        hosts.insert(ep, Item::Table(t));
-    }
-    doc.insert("host", Item::Table(hosts));
-    format!("{MANAGED_HEADER}\n{doc}")
-}
-
 /// Replaces credential values (`password`, `auth`, `identitytoken`) with a
 /// placeholder, for display.
 pub fn redact_credentials(text: &str) -> String {
@@ -318,26 +261,6 @@ mod tests {
         let c = correct(text, None).expect("correct");
         assert_eq!(c.text, text);
         assert!(c.restored.is_empty());
-    }
-
-    #[test]
-    fn hosts_toml_is_explicit() {
-        let r = RegistryDecl {
-            host: "harbor.example.internal".into(),
-            endpoints: vec!["https://mirror.example.internal:8443".into()],
-            ca_file: Some("/etc/ssl/certs/harbor-ca.crt".into()),
-            ..RegistryDecl::default()
-        };
-        let text = hosts_toml(&r);
-        assert!(text.starts_with(MANAGED_HEADER));
-        let doc: DocumentMut = text.parse().expect("toml");
-        assert_eq!(
-            doc["server"].as_str(),
-            Some("https://harbor.example.internal")
-        );
-        let h = &doc["host"]["https://mirror.example.internal:8443"];
-        assert_eq!(h["ca"].as_str(), Some("/etc/ssl/certs/harbor-ca.crt"));
-        assert_eq!(h["capabilities"].as_array().map(|a| a.len()), Some(2));
     }
 
     #[test]

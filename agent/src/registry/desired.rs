@@ -1,0 +1,230 @@
+//! The desired registry state: the NodeConfig's inline registries and the
+//! agent config's `[[registry]]` entries, merged (the agent config wins).
+
+use crate::config::RegistryEntry;
+use crate::containerd::config::{normalize_host, RegistryDecl};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    AgentConfig,
+    NodeConfig,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::AgentConfig => "agent config",
+            Source::NodeConfig => "NodeConfig",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// A host path (under `--root`).
+    File(PathBuf),
+    Inline(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub capabilities: Vec<String>,
+    pub override_path: bool,
+}
+
+/// One registry as the agent should configure it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// `name`, `name:port` or `_default`: the certs.d directory name.
+    pub host: String,
+    pub source: Source,
+    pub mirrors: Vec<Endpoint>,
+    pub ca: Option<CaSource>,
+    /// (certificate, key) host paths.
+    pub client: Option<(PathBuf, PathBuf)>,
+    pub skip_verify: bool,
+    pub mirror_only: bool,
+    pub system_trust: bool,
+    /// The NodeConfig carries credentials for it (reported, never copied).
+    pub has_auth: bool,
+}
+
+impl Desired {
+    /// The registry's own URL; none for `_default`.
+    pub fn upstream(&self) -> Option<String> {
+        match self.host.as_str() {
+            "_default" => None,
+            "docker.io" => Some("https://registry-1.docker.io".to_owned()),
+            h => Some(format!("https://{h}")),
+        }
+    }
+
+    /// The endpoints containerd will try, in order: the mirrors, then the
+    /// registry itself unless `mirror_only`.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let mut out = self.mirrors.clone();
+        if !self.mirror_only || out.is_empty() {
+            if let Some(up) = self.upstream() {
+                if !out.iter().any(|e| e.url == up) {
+                    out.push(Endpoint {
+                        url: up,
+                        capabilities: vec!["pull".into(), "resolve".into()],
+                        override_path: false,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The merge result and what it had to decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub registries: Vec<Desired>,
+    /// One line per decision an admin should know about.
+    pub conflicts: Vec<String>,
+}
+
+pub fn merge(
+    agent: &[RegistryEntry],
+    nodeconfig: &[RegistryDecl],
+    allow_skip_verify: bool,
+) -> Merged {
+    let mut out = Merged::default();
+    for e in agent {
+        out.registries.push(Desired {
+            host: normalize_host(&e.host),
+            source: Source::AgentConfig,
+            mirrors: e
+                .mirrors
+                .iter()
+                .map(|m| Endpoint {
+                    url: m.url.trim_end_matches('/').to_owned(),
+                    capabilities: m.capabilities.clone(),
+                    override_path: m.override_path,
+                })
+                .collect(),
+            ca: e
+                .ca_file
+                .clone()
+                .map(CaSource::File)
+                .or_else(|| e.ca_pem.clone().map(CaSource::Inline)),
+            client: e.client_cert.clone().zip(e.client_key.clone()),
+            skip_verify: e.skip_verify,
+            mirror_only: e.mirror_only,
+            system_trust: e.system_trust,
+            has_auth: false,
+        });
+    }
+    for r in nodeconfig {
+        let host = normalize_host(&r.host);
+        if let Some(existing) = out.registries.iter_mut().find(|d| d.host == host) {
+            existing.has_auth |= r.has_auth;
+            out.conflicts.push(format!(
+                "{host} is declared in both the agent config and the NodeConfig; the agent config wins"
+            ));
+            continue;
+        }
+        let mut skip_verify = r.insecure_skip_verify;
+        if skip_verify && !allow_skip_verify {
+            skip_verify = false;
+            out.conflicts.push(format!(
+                "the NodeConfig asks insecure_skip_verify for {host}; ignored because registries.allow_skip_verify is false"
+            ));
+        }
+        out.registries.push(Desired {
+            host,
+            source: Source::NodeConfig,
+            mirrors: r
+                .endpoints
+                .iter()
+                .map(|u| Endpoint {
+                    url: u.trim_end_matches('/').to_owned(),
+                    capabilities: vec!["pull".into(), "resolve".into()],
+                    override_path: false,
+                })
+                .collect(),
+            ca: r.ca_file.clone().map(|p| CaSource::File(PathBuf::from(p))),
+            client: r
+                .cert_file
+                .clone()
+                .zip(r.key_file.clone())
+                .map(|(c, k)| (PathBuf::from(c), PathBuf::from(k))),
+            skip_verify,
+            mirror_only: false,
+            system_trust: true,
+            has_auth: r.has_auth,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MirrorEntry;
+
+    fn agent_entry(host: &str) -> RegistryEntry {
+        RegistryEntry {
+            host: host.into(),
+            mirrors: vec![MirrorEntry {
+                url: "https://mirror.local:8443/".into(),
+                capabilities: vec!["pull".into(), "resolve".into()],
+                override_path: false,
+            }],
+            ca_file: Some("/etc/pki/a.pem".into()),
+            ca_pem: None,
+            client_cert: None,
+            client_key: None,
+            skip_verify: false,
+            mirror_only: true,
+            system_trust: true,
+        }
+    }
+
+    #[test]
+    fn agent_config_wins_and_conflicts_are_reported() {
+        let nc = vec![
+            RegistryDecl {
+                host: "harbor.example.internal".into(),
+                endpoints: vec!["https://harbor.example.internal".into()],
+                has_auth: true,
+                ..RegistryDecl::default()
+            },
+            RegistryDecl {
+                host: "*".into(),
+                insecure_skip_verify: true,
+                has_tls: true,
+                ..RegistryDecl::default()
+            },
+        ];
+        let m = merge(&[agent_entry("harbor.example.internal")], &nc, false);
+        assert_eq!(m.registries.len(), 2);
+        assert_eq!(m.registries[0].source, Source::AgentConfig);
+        assert!(m.registries[0].has_auth);
+        assert_eq!(m.registries[1].host, "_default");
+        assert!(!m.registries[1].skip_verify);
+        assert_eq!(m.conflicts.len(), 2, "{:?}", m.conflicts);
+    }
+
+    #[test]
+    fn endpoints_follow_mirror_only() {
+        let m = merge(&[agent_entry("harbor.example.internal")], &[], false);
+        let d = &m.registries[0];
+        assert_eq!(d.endpoints().len(), 1, "mirror_only: no fallback");
+        assert_eq!(d.endpoints()[0].url, "https://mirror.local:8443");
+        let mut open = d.clone();
+        open.mirror_only = false;
+        let urls: Vec<String> = open.endpoints().into_iter().map(|e| e.url).collect();
+        assert_eq!(
+            urls,
+            vec![
+                "https://mirror.local:8443",
+                "https://harbor.example.internal"
+            ]
+        );
+    }
+}
