@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The package tests need the .deb and .rpm (release build, cargo-deb,
+# cargo-generate-rpm): built under CI, or when asked with PACKAGE_TESTS=1.
+if [ "${CI:-}" = "true" ] || [ "${PACKAGE_TESTS:-}" = "1" ]; then
+  scripts/package.sh
+fi
 # The black-box tests drive the built binary.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

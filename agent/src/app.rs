@@ -67,6 +67,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
         },
     };
     match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "hybrid-node-agent", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let man = clap_mangen::Man::new(cmd).section("8");
+            let mut out = Vec::new();
+            man.render(&mut out).map_err(|source| AppError::Read {
+                path: "man page".into(),
+                source,
+            })?;
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&out);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("hybrid-node-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

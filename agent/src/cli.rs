@@ -53,6 +53,11 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the version
     Version,
+    /// Print a shell completion script (bash, zsh, fish, …)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), hybrid-node-agent(8)
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, clap::Args)]
