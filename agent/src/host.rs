@@ -52,6 +52,22 @@ impl Host {
     }
 }
 
+/// Creates `dir` and its missing ancestors with `mode`, whatever the umask
+/// (the unit runs with `UMask=0077`; containerd and the trust tools must
+/// still be able to traverse what the agent creates). Existing directories
+/// keep their mode.
+pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(mode))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` so that a reader (or a crash) sees either the
 /// old file or the whole new one, never a part: a temp file in the same
 /// directory, fsync, rename over the target, fsync the directory.
@@ -166,6 +182,25 @@ mod tests {
         fs::create_dir(&sub).expect("mkdir");
         assert!(write_atomic(&sub, b"x", 0o644).is_err());
         assert!(sub.is_dir());
+    }
+
+    #[test]
+    fn created_directories_get_their_mode_despite_the_umask() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let existing = dir.path().join("existing");
+        fs::create_dir(&existing).expect("mkdir");
+        fs::set_permissions(&existing, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let deep = existing.join("a/b");
+        create_dirs(&deep, 0o755).expect("create");
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&existing.join("a")), 0o755);
+        assert_eq!(mode(&deep), 0o755);
+        assert_eq!(
+            mode(&existing),
+            0o700,
+            "existing directories are left alone"
+        );
+        create_dirs(&deep, 0o755).expect("idempotent");
     }
 
     #[test]

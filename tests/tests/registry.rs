@@ -249,6 +249,33 @@ fn ctr_pull(sock: &Path, certs_d: &Path) -> (bool, String) {
     )
 }
 
+/// Runs `apply -o json` under `umask 077`, as the unit's `UMask=0077` does.
+fn apply_umask_077(root: &Path, config: &Path) -> Value {
+    let out = Command::new("sh")
+        .args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+        .arg(hybrid_node_agent_e2e::agent_bin())
+        .args([
+            "--root",
+            root.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "apply",
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("run");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&out)))
+}
+
+fn text_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs `apply -o json` with `config`; returns the report.
 fn apply(root: &Path, config: &Path) -> Value {
     let out = run_agent(&[
@@ -432,9 +459,28 @@ fn debian_trust_store_with_the_real_update_ca_certificates() {
     let (unmanaged, bytes) = plant_unmanaged(&r.join("etc/containerd/certs.d"));
     let pki = pki("debian");
     let cfg = registry_config(r, Some(&pki.ca_pem));
-    let report = apply(r, &cfg);
+    let report = apply_umask_077(r, &cfg);
     let (s, summary) = check_of(&report, "trust_store");
     assert_eq!(s, "pass", "{summary}");
+    // Readable by everyone despite the service's umask.
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(r.join(p)).expect(p).permissions(),
+        ) & 0o777
+    };
+    assert_eq!(mode("etc/ssl/certs/ca-certificates.crt"), 0o644);
+    assert_eq!(
+        mode("usr/local/share/ca-certificates/hybrid-node-agent"),
+        0o755
+    );
+    assert_eq!(
+        mode("etc/containerd/certs.d/harbor.example.internal:5000"),
+        0o755
+    );
+    assert_eq!(
+        mode("etc/containerd/certs.d/harbor.example.internal:5000/hosts.toml"),
+        0o644
+    );
     let bundle =
         std::fs::read_to_string(r.join("etc/ssl/certs/ca-certificates.crt")).expect("bundle built");
     let body = pki.ca_pem.lines().nth(1).expect("pem body");

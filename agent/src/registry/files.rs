@@ -7,7 +7,7 @@ use super::ca::{self, Ca};
 use super::desired::{CaSource, Desired};
 use super::hosts_toml::{self, Features, MANAGED_HEADER};
 use super::trust::Family;
-use crate::host::{write_atomic, Host};
+use crate::host::{create_dirs, write_atomic, Host};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -270,6 +270,26 @@ pub fn apply(
         }
     }
 
+    // A certs.d/<host> directory without a hosts.toml hides _default for
+    // that host: containerd stops looking once the directory exists.
+    if plan.files.iter().any(|f| f.registry == "_default") {
+        if let Ok(entries) = std::fs::read_dir(host.path(base)) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let planned_here = plan.files.iter().any(|f| f.registry == name);
+                if name != "_default"
+                    && !planned_here
+                    && e.path().is_dir()
+                    && !e.path().join("hosts.toml").exists()
+                {
+                    out.conflicts.push(format!(
+                        "{base}/{name} has no hosts.toml: containerd uses it for {name} instead of {base}/_default"
+                    ));
+                }
+            }
+        }
+    }
+
     let mut failed_ca: BTreeSet<String> = BTreeSet::new();
     let mut kept: BTreeSet<String> = BTreeSet::new();
     for f in &plan.files {
@@ -309,7 +329,7 @@ pub fn apply(
             Ok(())
         } else {
             p.parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
+                .map_or(Ok(()), |d| create_dirs(d, 0o755))
                 .and_then(|()| write_atomic(&p, f.contents.as_bytes(), 0o644))
         };
         match result {
@@ -520,6 +540,25 @@ mod tests {
         let o = run(&h, &[], &mut ledger);
         assert!(o.removed.is_empty());
         assert!(theirs.exists());
+    }
+
+    #[test]
+    fn an_empty_directory_shadowing_default_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        std::fs::create_dir_all(h.path(format!("{CERTS_D}/quay.io"))).expect("mkdir");
+        let o = run(&h, &[desired("_default", None)], &mut Ledger::default());
+        assert_eq!(o.conflicts.len(), 1, "{o:?}");
+        assert!(
+            o.conflicts[0].contains("quay.io has no hosts.toml"),
+            "{o:?}"
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(h.path(format!("{CERTS_D}/_default")))
+                .expect("meta")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o755);
     }
 
     #[test]

@@ -95,9 +95,13 @@ pub struct SystemTool;
 
 impl TrustTool for SystemTool {
     fn update(&self, family: Family, host: &Host) -> Result<String, String> {
-        let mut cmd = match family {
+        // The unit's UMask=0077 must not leak into the bundles the tool
+        // (and its hooks) write: every TLS client on the host reads them.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "umask 022 && exec \"$0\" \"$@\""]);
+        match family {
             Family::Debian => {
-                let mut c = Command::new("update-ca-certificates");
+                cmd.arg("update-ca-certificates");
                 if host.root() != std::path::Path::new("/") {
                     for (flag, path) in [
                         ("--certsconf", "/etc/ca-certificates.conf"),
@@ -106,17 +110,14 @@ impl TrustTool for SystemTool {
                         ("--etccertsdir", "/etc/ssl/certs"),
                         ("--hooksdir", "/etc/ca-certificates/update.d"),
                     ] {
-                        c.arg(flag).arg(host.path(path));
+                        cmd.arg(flag).arg(host.path(path));
                     }
                 }
-                c
             }
             Family::Rhel => {
-                let mut c = Command::new("update-ca-trust");
-                c.arg("extract");
-                c
+                cmd.args(["update-ca-trust", "extract"]);
             }
-        };
+        }
         let shown = format!("{cmd:?}");
         let out = cmd
             .output()
