@@ -319,7 +319,12 @@ impl Domain for RegistryDomain {
     fn run(&mut self) -> Vec<Check> {
         let merged = self.desired();
         let family = OsFamily::detect(&self.host);
-        let version = Binary::find(&self.containerd_binary).and_then(|b| b.version());
+        // Only needed to render hosts.toml: spare the exec when there is none.
+        let version = if merged.registries.is_empty() {
+            None
+        } else {
+            Binary::find(&self.containerd_binary).and_then(|b| b.version())
+        };
         let certs_d = self.certs_d();
         let plan = files::plan(
             &merged.registries,
