@@ -46,6 +46,7 @@ impl AppError {
         ExitCode::from(match self {
             AppError::Config(_) => exit::USAGE,
             AppError::Daemon(DaemonError::Bind { .. }) => exit::UNAVAILABLE,
+            AppError::Daemon(DaemonError::WebConfig(_)) => exit::USAGE,
             AppError::Daemon(DaemonError::Runtime(_)) => exit::SOFTWARE,
             AppError::Read { .. } => exit::NOINPUT,
             AppError::Invalid(_) => exit::DATAERR,

@@ -21,6 +21,7 @@ pub struct Config {
     pub nodeconfig: NodeConfigConfig,
     pub containerd: ContainerdConfig,
     pub registries: RegistriesConfig,
+    pub web: WebSettings,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -112,6 +113,14 @@ impl Default for ContainerdConfig {
             binary: "containerd".to_owned(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Prometheus exporter-toolkit web config (TLS, client certificates,
+    /// basic auth, headers), a host path. Empty: plain HTTP.
+    pub config_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -7,7 +7,8 @@ use crate::domain::{self, Domain};
 use crate::facts::Facts;
 use crate::host::Host;
 use crate::logging::LogControl;
-use crate::metrics::server::{self, Endpoint};
+use crate::metrics::server::{self, Endpoint, WebState};
+use crate::metrics::webconfig::{self, WebConfig};
 use crate::metrics::{self, CoreMetrics};
 use crate::state::{Cache, Outcome, Snapshot};
 use crate::systemd::Notifier;
@@ -26,6 +27,9 @@ pub enum DaemonError {
     /// The tokio runtime or a signal handler could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The web config (TLS, auth) named in the agent config is invalid.
+    #[error("{0}")]
+    WebConfig(String),
     /// The HTTP endpoint's address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -84,6 +88,8 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
         facts: facts.clone(),
     });
 
+    let web = Arc::new(WebState::new(load_web(&options.config.web.config_file)?));
+
     let mut listen = options.listen(&options.config);
     let listener = TcpListener::bind(listen)
         .await
@@ -102,12 +108,19 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
     let server = tokio::spawn(server::serve(
         listener,
         endpoint,
+        web.clone(),
         options.config.agent.max_connections,
         rebind_rx,
         shutdown_rx.clone(),
     ));
 
     let (config_tx, config_rx) = watch::channel(Arc::new(options.config.clone()));
+    tokio::spawn(follow_web_config(
+        web,
+        config_rx.clone(),
+        core.clone(),
+        shutdown_rx.clone(),
+    ));
     let (ran_tx, mut ran_rx) = mpsc::channel::<&'static str>(64);
     let mut waiting_for: BTreeSet<&'static str> = domains.iter().map(|d| d.name()).collect();
     for d in domains {
@@ -195,6 +208,70 @@ async fn triggered(trigger: Option<&tokio::sync::Notify>) {
     match trigger {
         Some(t) => t.notified().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The web config configures the agent itself (like `--config`), not the
+/// host it inspects: its paths are taken as they are, not under `--root`.
+fn load_web(path: &str) -> Result<WebConfig, DaemonError> {
+    if path.is_empty() {
+        return Ok(WebConfig::default());
+    }
+    let w = webconfig::load(&Host::default(), std::path::Path::new(path))
+        .map_err(DaemonError::WebConfig)?;
+    for warning in &w.warnings {
+        tracing::warn!(path, "{warning}");
+    }
+    Ok(w)
+}
+
+/// How often the web config and the certificates it names are checked for
+/// changes (certificates are renewed in place by cert-manager-like tools).
+const WEB_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the web config when its file, a file it names, or its path in
+/// the agent config changes. A config that does not load is logged and
+/// counted; the previous one stays in force.
+async fn follow_web_config(
+    web: Arc<WebState>,
+    mut config: watch::Receiver<Arc<Config>>,
+    core: CoreMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let host = Host::default();
+    let mut path = config.borrow().web.config_file.clone();
+    let mut seen = webconfig::fingerprint(&host, &web.get().files);
+    let mut tick = tokio::time::interval(WEB_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = config.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        let new_path = config.borrow_and_update().web.config_file.clone();
+        let files = web.get().files.clone();
+        let now = webconfig::fingerprint(&host, &files);
+        if new_path == path && now == seen {
+            continue;
+        }
+        path = new_path;
+        seen = now;
+        match load_web(&path) {
+            Ok(w) => {
+                seen = webconfig::fingerprint(&host, &w.files);
+                web.set(w);
+                core.observe_web_reload(true);
+                tracing::info!(path, "web config reloaded");
+            }
+            Err(e) => {
+                core.observe_web_reload(false);
+                tracing::error!(error = %e, "web config rejected; the previous one stays in force");
+            }
+        }
     }
 }
 

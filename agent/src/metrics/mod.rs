@@ -7,6 +7,7 @@
 
 pub mod expfmt;
 pub mod server;
+pub mod webconfig;
 
 use crate::check::Status;
 use crate::state::{Cache, Outcome};
@@ -53,6 +54,8 @@ pub struct CoreMetrics {
     probe_runs: Family<RunLabels, Counter>,
     config_reloads: Family<ResultLabel, Counter>,
     config_last_reload_ok: Gauge,
+    web_reloads: Family<ResultLabel, Counter>,
+    web_last_reload_ok: Gauge,
 }
 
 impl CoreMetrics {
@@ -75,10 +78,14 @@ impl CoreMetrics {
             probe_runs: Family::default(),
             config_reloads: Family::default(),
             config_last_reload_ok: Gauge::default(),
+            web_reloads: Family::default(),
+            web_last_reload_ok: Gauge::default(),
         };
         core.config_last_reload_ok.set(1);
+        core.web_last_reload_ok.set(1);
         for result in ["success", "failure"] {
             let _ = core.config_reloads.get_or_create(&ResultLabel { result });
+            let _ = core.web_reloads.get_or_create(&ResultLabel { result });
         }
         registry.register_with_unit(
             "probe_duration",
@@ -100,6 +107,16 @@ impl CoreMetrics {
             "agent_config_last_reload_successful",
             "1 if the latest agent config (re)load succeeded, 0 if the previous config is still in force",
             core.config_last_reload_ok.clone(),
+        );
+        registry.register(
+            "agent_web_config_reloads",
+            "Reloads of the web config (TLS, auth) by result; a failed reload keeps the previous one",
+            core.web_reloads.clone(),
+        );
+        registry.register(
+            "agent_web_config_last_reload_successful",
+            "1 if the latest web config (re)load succeeded, 0 if the previous one is still in force",
+            core.web_last_reload_ok.clone(),
         );
         registry.register_collector(Box::new(CheckStatus(cache)));
         core
@@ -126,6 +143,14 @@ impl CoreMetrics {
                 result: outcome.as_str(),
             })
             .inc();
+    }
+
+    pub fn observe_web_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.web_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        self.web_last_reload_ok.set(i64::from(ok));
     }
 
     pub fn observe_reload(&self, ok: bool) {

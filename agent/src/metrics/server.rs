@@ -2,13 +2,17 @@
 //! HTTP/1 server. Every response is built from cached state; nothing here
 //! waits on a probe.
 
+use super::webconfig::WebConfig;
 use super::{encode, Format};
 use crate::check::Tally;
 use crate::facts::Facts;
 use crate::state::{Cache, Snapshot};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,7 +22,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -29,6 +33,34 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long connections may take to finish on shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client has this long to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The web config in force; replaced whole on reload. Each connection takes
+/// the one current when it was accepted.
+#[derive(Debug, Default)]
+pub struct WebState {
+    current: RwLock<Arc<WebConfig>>,
+}
+
+impl WebState {
+    pub fn new(config: WebConfig) -> Self {
+        WebState {
+            current: RwLock::new(Arc::new(config)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<WebConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, config: WebConfig) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+    }
+}
 
 /// What the handlers read.
 #[derive(Debug)]
@@ -45,6 +77,7 @@ type Body = Full<Bytes>;
 pub async fn serve(
     mut listener: TcpListener,
     endpoint: Arc<Endpoint>,
+    web: Arc<WebState>,
     max_connections: usize,
     mut rebind: mpsc::Receiver<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
@@ -68,17 +101,38 @@ pub async fn serve(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let endpoint = endpoint.clone();
+                    let web = web.get();
+                    let tls = web.tls.clone();
                     let service = service_fn(move |req: Request<Incoming>| {
                         let endpoint = endpoint.clone();
-                        async move { Ok::<_, Infallible>(handle(&endpoint, &req)) }
+                        let web = web.clone();
+                        async move { Ok::<_, Infallible>(respond(&endpoint, &web, &req)) }
                     });
-                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "HTTP connection ended with an error");
+                        let result = match tls {
+                            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                            Some(config) => {
+                                let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                                    Ok(Ok(tls)) => watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                                        Ok(())
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        Ok(())
+                                    }
+                                }
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
                         }
                         drop(permit);
                     });
@@ -107,6 +161,26 @@ pub async fn serve(
     }
 }
 
+/// Answers one request under the web config: basic auth first, then the
+/// route, then the configured headers.
+pub fn respond<B>(endpoint: &Endpoint, web: &WebConfig, req: &Request<B>) -> Response<Body> {
+    let mut r = match &web.auth {
+        Some(auth) if !auth.allows(req.headers().get(AUTHORIZATION)) => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"hybrid-node-agent\""),
+            );
+            r
+        }
+        _ => handle(endpoint, req),
+    };
+    for (name, value) in &web.headers {
+        r.headers_mut().insert(name.clone(), value.clone());
+    }
+    r
+}
+
 /// Routes one request. Only GET and HEAD on the known paths are served.
 pub fn handle<B>(endpoint: &Endpoint, req: &Request<B>) -> Response<Body> {
     route(endpoint, req.method(), req.uri().path(), req.headers())
@@ -130,7 +204,23 @@ fn route(endpoint: &Endpoint, method: &Method, path: &str, headers: &HeaderMap) 
         "/metrics" => {
             let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
+            let gzip = headers
+                .get(ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
             match encode(&endpoint.registry, format) {
+                Ok(body) if gzip => {
+                    let mut r = response(
+                        StatusCode::OK,
+                        format.content_type(),
+                        gzip_bytes(body.as_bytes()).into(),
+                    );
+                    r.headers_mut()
+                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    r.headers_mut()
+                        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                    r
+                }
                 Ok(body) => response(StatusCode::OK, format.content_type(), body.into()),
                 Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
             }
@@ -166,6 +256,17 @@ fn status_document(endpoint: &Endpoint) -> serde_json::Value {
         };
         serde_json::to_value(&doc).unwrap_or(serde_json::Value::Null)
     })
+}
+
+fn gzip_bytes(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
