@@ -22,6 +22,7 @@ pub struct Config {
     pub containerd: ContainerdConfig,
     pub registries: RegistriesConfig,
     pub web: WebSettings,
+    pub network: NetworkConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -113,6 +114,75 @@ impl Default for ContainerdConfig {
             binary: "containerd".to_owned(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// How often MTUs, TCP connect times and DNS are checked and the
+    /// latency verdicts refreshed.
+    pub interval: Interval,
+    /// How often path MTU discovery re-runs (also after a jumbo echo fails).
+    pub pmtu_interval: Interval,
+    /// ICMP echo requests per second per target.
+    pub echo_rate: f64,
+    /// Echo replies later than this count as lost.
+    pub echo_timeout: Interval,
+    /// Expected MTU of the path to every target unless the target says
+    /// otherwise (Direct Connect private VIF 9001, transit VIF / TGW 8500).
+    pub expected_mtu: u32,
+    /// Also watch the cluster's API server endpoint (kubelet kubeconfig after
+    /// init, else the NodeConfig's cluster.apiServerEndpoint).
+    pub api_server: bool,
+    pub latency_warn: Interval,
+    pub latency_critical: Interval,
+    pub jitter_warn: Interval,
+    pub jitter_critical: Interval,
+    /// Loss ratios (0.0001 = 0.01 %).
+    pub loss_warn: f64,
+    pub loss_critical: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<NetworkTarget>,
+}
+
+impl Eq for NetworkConfig {}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            interval: Interval(Duration::from_secs(30)),
+            pmtu_interval: Interval(Duration::from_secs(600)),
+            echo_rate: 5.0,
+            echo_timeout: Interval(Duration::from_secs(1)),
+            expected_mtu: 9000,
+            api_server: true,
+            latency_warn: Interval(Duration::from_millis(5)),
+            latency_critical: Interval(Duration::from_millis(10)),
+            jitter_warn: Interval(Duration::from_millis(2)),
+            jitter_critical: Interval(Duration::from_millis(5)),
+            loss_warn: 0.0001,
+            loss_critical: 0.001,
+            target: Vec::new(),
+        }
+    }
+}
+
+/// One `[[network.target]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkTarget {
+    /// The `target` label.
+    pub name: String,
+    /// IP address or DNS name.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_mtu: Option<u32>,
+    /// Echo and path MTU probes (false where ICMP is filtered).
+    #[serde(default = "yes")]
+    pub icmp: bool,
+    /// Measure TCP connect time to this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -439,6 +509,46 @@ impl Config {
                 self.registries.certs_d
             )));
         }
+        let n = &self.network;
+        if !(n.echo_rate > 0.0 && n.echo_rate <= 100.0) {
+            return Err(invalid(format!(
+                "network.echo_rate must be in (0, 100] packets per second, got {}",
+                n.echo_rate
+            )));
+        }
+        if !(0.0..1.0).contains(&n.loss_warn)
+            || !(0.0..1.0).contains(&n.loss_critical)
+            || n.loss_warn > n.loss_critical
+        {
+            return Err(invalid("network.loss_warn and loss_critical must be ratios in [0, 1) with warn <= critical".into()));
+        }
+        if n.latency_warn > n.latency_critical || n.jitter_warn > n.jitter_critical {
+            return Err(invalid(
+                "network warn thresholds must not exceed the critical ones".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for t in
+            std::iter::once(n.expected_mtu).chain(n.target.iter().filter_map(|t| t.expected_mtu))
+        {
+            if !(68..=65535).contains(&t) {
+                return Err(invalid(format!("expected_mtu {t} is not a valid MTU")));
+            }
+        }
+        for t in &n.target {
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(invalid(format!(
+                    "network.target name {:?} is empty or declared twice",
+                    t.name
+                )));
+            }
+            if t.address.trim().is_empty() {
+                return Err(invalid(format!(
+                    "network.target {}: address is empty",
+                    t.name
+                )));
+            }
+        }
         let mut hosts = std::collections::BTreeSet::new();
         for r in &self.registry {
             r.validate(self.registries.allow_skip_verify)
@@ -625,6 +735,7 @@ interval = "500ms"
             let mut k: Vec<String> = t
                 .iter()
                 .filter(|(section, _)| section.as_str() != "registry")
+                .filter(|(section, _)| section.as_str() != "target")
                 .flat_map(|(section, v)| {
                     v.as_table()
                         .into_iter()

@@ -72,6 +72,12 @@ pub fn build_all(
             facts.clone(),
             mode,
         )),
+        Box::new(crate::net::NetworkDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
     ]
 }
 

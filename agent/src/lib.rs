@@ -21,6 +21,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod nodeconfig;
 pub mod registry;
 pub mod report;
