@@ -358,9 +358,13 @@ async fn schedule(
         let _ = ran.send(name).await;
         let Some(d) = slot.as_mut() else { break };
         let trigger = d.trigger();
+        let debounce = d.debounce();
         tokio::select! {
             _ = tokio::time::sleep(d.interval()) => {}
-            _ = triggered(trigger.as_deref()) => {}
+            _ = triggered(trigger.as_deref()) => {
+                // Coalesce the rest of the burst into this run.
+                tokio::time::sleep(debounce).await;
+            }
             changed = config.changed() => {
                 if changed.is_err() {
                     break;

@@ -35,6 +35,11 @@ pub trait Domain: Send + std::fmt::Debug + 'static {
     fn trigger(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// How long to let triggers settle before running (file events come in
+    /// bursts: write, close, rename).
+    fn debounce(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Builds every domain, registering their metrics in `registry`. `mode`

@@ -70,6 +70,11 @@ impl EchoLoop {
             ),
         };
         setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
+        // Connected, the socket gets only this target's packets: a raw socket
+        // would otherwise wake for every target's replies.
+        socket.connect(&SockAddr::from(SocketAddr::V4(SocketAddrV4::new(
+            target, 0,
+        ))))?;
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
@@ -129,78 +134,10 @@ impl Job {
         let mut buf = vec![0u8; 4096];
         let fd = socket.as_raw_fd();
         while !stop.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now >= next_send {
-                seq = seq.wrapping_add(1);
-                let pkt = packet::echo_request(id, seq, 64);
-                let sent_at = SystemTime::now();
-                match socket.send_to(&pkt, &dst) {
-                    Ok(_) => {
-                        shared.requests.fetch_add(1, Ordering::Relaxed);
-                        in_flight.insert(seq, (started.elapsed(), sent_at));
-                    }
-                    Err(e) => {
-                        *shared.error.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(format!("sending echo to {target}: {e}"));
-                        lock(&shared.series).push(started.elapsed(), None);
-                        shared.requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                next_send += period;
-                if next_send < now {
-                    next_send = now + period;
-                }
-            }
-            // Expire requests that waited too long.
-            let horizon = started.elapsed().saturating_sub(timeout);
-            in_flight.retain(|_, (at, _)| {
-                if *at < horizon {
-                    lock(&shared.series).push(*at, None);
-                    false
-                } else {
-                    true
-                }
-            });
-            let wait = next_send
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            if socket.set_read_timeout(Some(wait)).is_err() {
-                break;
-            }
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-            let Ok(msg) =
-                recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
-            else {
-                continue;
-            };
-            let rx = msg.cmsgs().ok().and_then(|mut c| {
-                c.find_map(|m| match m {
-                    ControlMessageOwned::ScmTimestampns(ts) => Some(
-                        SystemTime::UNIX_EPOCH
-                            + Duration::new(
-                                u64::try_from(ts.tv_sec()).unwrap_or(0),
-                                u32::try_from(ts.tv_nsec()).unwrap_or(0),
-                            ),
-                    ),
-                    _ => None,
-                })
-            });
-            let n = msg.bytes;
-            let parsed = packet::parse(&buf[..n], kind == SocketKind::Raw);
-            if let Icmp::EchoReply {
-                id: rid,
-                seq: rseq,
-                from,
-                ..
-            } = parsed
-            {
-                // Datagram sockets get only their own replies (the kernel sets the id).
-                let ours = kind == SocketKind::Datagram || (rid == id && from == Some(target));
-                if !ours {
-                    continue;
-                }
-                if let Some((at, sent)) = in_flight.remove(&rseq) {
+            std::thread::sleep(next_send.saturating_duration_since(Instant::now()));
+            // What arrived while sleeping, with the kernel's arrival times.
+            while let Some((reply_seq, rx)) = receive(fd, &mut buf, kind, id, target) {
+                if let Some((at, sent)) = in_flight.remove(&reply_seq) {
                     let rtt = rx
                         .unwrap_or_else(SystemTime::now)
                         .duration_since(sent)
@@ -213,6 +150,73 @@ impl Job {
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(rtt);
                 }
+            }
+            // Requests that waited too long are lost.
+            let horizon = started.elapsed().saturating_sub(timeout);
+            in_flight.retain(|_, (at, _)| {
+                let keep = *at >= horizon;
+                if !keep {
+                    lock(&shared.series).push(*at, None);
+                }
+                keep
+            });
+            seq = seq.wrapping_add(1);
+            let pkt = packet::echo_request(id, seq, 64);
+            let sent_at = SystemTime::now();
+            shared.requests.fetch_add(1, Ordering::Relaxed);
+            match socket.send_to(&pkt, &dst) {
+                Ok(_) => {
+                    in_flight.insert(seq, (started.elapsed(), sent_at));
+                }
+                Err(e) => {
+                    *shared.error.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(format!("sending echo to {target}: {e}"));
+                    lock(&shared.series).push(started.elapsed(), None);
+                }
+            }
+            next_send += period;
+            let now = Instant::now();
+            if next_send < now {
+                next_send = now + period;
+            }
+        }
+    }
+}
+
+/// One queued echo reply from `target`, without blocking: its sequence
+/// number and kernel receive time. `None` when the queue is empty.
+fn receive(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    kind: SocketKind,
+    id: u16,
+    target: Ipv4Addr,
+) -> Option<(u16, Option<SystemTime>)> {
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+            .ok()?;
+        let rx = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(ts) => Some(
+                    SystemTime::UNIX_EPOCH
+                        + Duration::new(
+                            u64::try_from(ts.tv_sec()).unwrap_or(0),
+                            u32::try_from(ts.tv_nsec()).unwrap_or(0),
+                        ),
+                ),
+                _ => None,
+            })
+        });
+        let n = msg.bytes;
+        if let Icmp::EchoReply {
+            id: rid, seq, from, ..
+        } = packet::parse(&buf[..n], kind == SocketKind::Raw)
+        {
+            // Datagram sockets get only their own replies (the kernel sets the id).
+            if kind == SocketKind::Datagram || (rid == id && from == Some(target)) {
+                return Some((seq, rx));
             }
         }
     }

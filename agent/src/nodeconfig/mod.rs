@@ -254,7 +254,7 @@ impl NodeConfigDomain {
         if self.watch.as_ref().is_some_and(|w| w.dir() == target) {
             return;
         }
-        match watch::watch(&target, self.debounce, self.wake.clone()) {
+        match watch::watch(&target, self.wake.clone()) {
             Ok(w) => {
                 tracing::debug!(dir = %target.display(), "watching for NodeConfig changes");
                 self.watch = Some(w);
@@ -394,6 +394,10 @@ impl Domain for NodeConfigDomain {
 
     fn after(&self) -> &'static [&'static str] {
         &[crate::lifecycle::DOMAIN]
+    }
+
+    fn debounce(&self) -> Duration {
+        self.debounce
     }
 
     fn reconfigure(&mut self, config: &Config) {

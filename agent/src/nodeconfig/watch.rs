@@ -2,18 +2,21 @@
 //! files by rename, so the directory (not the file) is watched; when the
 //! directory does not exist yet, its nearest existing ancestor is, until it
 //! appears.
+//!
+//! The watcher only wakes the domain; the scheduler waits the debounce
+//! before it runs, so a burst of events is one run and an idle agent has no
+//! timer thread ticking (a debouncer thread ticking every few milliseconds
+//! cost more CPU than everything else the idle agent does).
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// A live watch on one directory; dropping it stops the watch.
 pub struct DirWatch {
     dir: PathBuf,
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _watcher: notify::RecommendedWatcher,
 }
 
 impl std::fmt::Debug for DirWatch {
@@ -37,25 +40,18 @@ pub fn watch_target(file: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Watches `dir` (not recursively); `wake` is notified after events have
-/// been quiet for `debounce`.
-pub fn watch(dir: &Path, debounce: Duration, wake: Arc<Notify>) -> notify::Result<DirWatch> {
-    let handler = move |result: DebounceEventResult| match result {
-        Ok(events) if !events.is_empty() => wake.notify_one(),
-        Ok(_) => {}
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!(error = %e, "file watch error");
-            }
-            // Re-read: the periodic check will also re-establish the watch.
-            wake.notify_one();
+/// Watches `dir` (not recursively); `wake` is notified on every event.
+pub fn watch(dir: &Path, wake: Arc<Notify>) -> notify::Result<DirWatch> {
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "file watch error");
         }
-    };
-    let mut debouncer = new_debouncer(debounce, None, handler)
-        .map_err(|e| notify::Error::generic(&e.to_string()))?;
-    debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+        // Errors too: the run re-reads the file and re-establishes the watch.
+        wake.notify_one();
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
     Ok(DirWatch {
         dir: dir.to_owned(),
-        _debouncer: debouncer,
+        _watcher: watcher,
     })
 }
