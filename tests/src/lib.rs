@@ -397,3 +397,15 @@ impl Drop for TlsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed (and reaped) when dropped: registries, servers,
+/// responders started by a test.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -4,9 +4,11 @@
 //! "fragmentation needed"); the server answers echo, either with its kernel
 //! or with a userspace responder that injects a known delay, jitter and loss.
 
-use hybrid_node_agent_e2e::{agent_bin, eventually, free_port, in_ci, require_tool, sample};
+use hybrid_node_agent_e2e::{
+    agent_bin, eventually, free_port, in_ci, require_tool, sample, KillOnDrop,
+};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -231,14 +233,6 @@ fn far_hop_dropping_large_frames_is_a_black_hole_not_1500_ok() {
     assert!((1496..=1504).contains(&size), "{summary}");
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
     let Some(t) = Topology::new(9000, 9000, 9000) else {
@@ -257,7 +251,7 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
         responder.display()
     );
     let (delay, spread, loss) = (4.0f64, 3.0f64, 0.05f64);
-    let _responder = Proc(
+    let _responder = KillOnDrop(
         t.exec(
             &t.server,
             responder.to_str().expect("utf-8"),
@@ -277,7 +271,7 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
     let cfg = agent_config(dir.path(), 20.0, 9000);
     let port = free_port();
     let bin = agent_bin();
-    let _agent = Proc(
+    let _agent = KillOnDrop(
         t.exec(
             &t.client,
             bin.to_str().expect("utf-8"),

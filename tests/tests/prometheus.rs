@@ -6,12 +6,13 @@
 
 use hybrid_node_agent_e2e::{
     eventually, free_port, http_get, pki, repo_root, require_tool, root_from_fixture, Agent,
+    KillOnDrop,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn promtool() -> Option<PathBuf> {
@@ -346,18 +347,13 @@ fn basic_auth_mtls_and_old_tls_are_enforced_and_reloaded() {
     t.web(&format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: client-ca.crt\n  client_auth_type: RequireAndVerifyClientCert\nbasic_auth_users:\n  prometheus: {hash2}\n"
     ));
+    let authed = |user_pass: &str| {
+        curl(&[
+            "--cacert", &ca, "--cert", &cert, "--key", &key, "-u", user_pass, &url,
+        ])
+    };
     let reloaded = eventually(Duration::from_secs(10), || {
-        let (_, out) = curl(&[
-            "--cacert",
-            &ca,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "-u",
-            "prometheus:new-password",
-            &url,
-        ]);
+        let (_, out) = authed("prometheus:new-password");
         out.starts_with("200").then_some(())
     });
     assert!(reloaded.is_some(), "new web config not applied");
@@ -365,17 +361,7 @@ fn basic_auth_mtls_and_old_tls_are_enforced_and_reloaded() {
     // An invalid web config is rejected; the previous one stays in force.
     t.web("tls_server_config:\n  cert_file: server.crt\n  key_file: missing.key\n");
     std::thread::sleep(Duration::from_secs(3));
-    let (_, out) = curl(&[
-        "--cacert",
-        &ca,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-        "-u",
-        "prometheus:new-password",
-        &url,
-    ]);
+    let (_, out) = authed("prometheus:new-password");
     assert!(out.starts_with("200"), "{out}");
     let metrics = Command::new("curl")
         .args([
@@ -404,14 +390,6 @@ fn basic_auth_mtls_and_old_tls_are_enforced_and_reloaded() {
     drop(agent);
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn real_prometheus_scrapes_the_agent_over_mtls() {
     let (Some(prometheus), Some(_)) = (require_tool("prometheus"), require_tool("curl")) else {
@@ -435,7 +413,7 @@ fn real_prometheus_scrapes_the_agent_over_mtls() {
         ),
     )
     .expect("write");
-    let _prom = Proc(
+    let _prom = KillOnDrop(
         Command::new(prometheus)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))

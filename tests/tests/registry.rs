@@ -3,19 +3,11 @@
 //! hosts.toml, the real `update-ca-certificates` under a temp root, a fake
 //! RHEL tool, and SIGKILLs in the middle of reconciles.
 
-use hybrid_node_agent_e2e::{free_port, pki, require_tool, run_agent, Pki};
+use hybrid_node_agent_e2e::{free_port, pki, require_tool, run_agent, KillOnDrop, Pki};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -29,7 +21,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// `docker-registry` on 127.0.0.1:`port` with the given PKI.
-fn start_registry(bin: &Path, dir: &Path, port: u16, pki: &Pki) -> Proc {
+fn start_registry(bin: &Path, dir: &Path, port: u16, pki: &Pki) -> KillOnDrop {
     std::fs::create_dir_all(dir.join("data")).expect("mkdir");
     std::fs::write(dir.join("server.crt"), &pki.server_pem).expect("write");
     std::fs::write(dir.join("server.key"), &pki.server_key).expect("write");
@@ -51,7 +43,7 @@ fn start_registry(bin: &Path, dir: &Path, port: u16, pki: &Pki) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("start docker-registry");
-    let p = Proc(child);
+    let p = KillOnDrop(child);
     wait_until("docker-registry", Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -191,7 +183,7 @@ fn push_image(dir: &Path, port: u16, ca: &Path) {
 }
 
 /// A containerd of its own: private root, state and socket, no CRI.
-fn start_containerd(bin: &Path, dir: &Path) -> (Proc, PathBuf) {
+fn start_containerd(bin: &Path, dir: &Path) -> (KillOnDrop, PathBuf) {
     std::fs::create_dir_all(dir).expect("mkdir");
     let sock = dir.join("c.sock");
     let cfg = dir.join("config.toml");
@@ -212,7 +204,7 @@ fn start_containerd(bin: &Path, dir: &Path) -> (Proc, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start containerd");
-    let p = Proc(child);
+    let p = KillOnDrop(child);
     wait_until("containerd", Duration::from_secs(15), || {
         Command::new("ctr")
             .arg("--address")

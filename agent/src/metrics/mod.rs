@@ -42,9 +42,23 @@ struct RunLabels {
     result: &'static str,
 }
 
+/// `result="success"|"failure"`, for every reload and reconcile counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+impl ResultLabel {
+    pub const SUCCESS: ResultLabel = ResultLabel { result: "success" };
+    pub const FAILURE: ResultLabel = ResultLabel { result: "failure" };
+
+    pub fn of(ok: bool) -> &'static ResultLabel {
+        if ok {
+            &Self::SUCCESS
+        } else {
+            &Self::FAILURE
+        }
+    }
 }
 
 /// The families every agent exports, whatever the host.
@@ -83,9 +97,9 @@ impl CoreMetrics {
         };
         core.config_last_reload_ok.set(1);
         core.web_last_reload_ok.set(1);
-        for result in ["success", "failure"] {
-            let _ = core.config_reloads.get_or_create(&ResultLabel { result });
-            let _ = core.web_reloads.get_or_create(&ResultLabel { result });
+        for l in [ResultLabel::SUCCESS, ResultLabel::FAILURE] {
+            let _ = core.config_reloads.get_or_create(&l);
+            let _ = core.web_reloads.get_or_create(&l);
         }
         registry.register_with_unit(
             "probe_duration",
@@ -146,18 +160,12 @@ impl CoreMetrics {
     }
 
     pub fn observe_web_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.web_reloads
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        self.web_reloads.get_or_create(ResultLabel::of(ok)).inc();
         self.web_last_reload_ok.set(i64::from(ok));
     }
 
     pub fn observe_reload(&self, ok: bool) {
-        let result = if ok { "success" } else { "failure" };
-        self.config_reloads
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        self.config_reloads.get_or_create(ResultLabel::of(ok)).inc();
         self.config_last_reload_ok.set(i64::from(ok));
     }
 }

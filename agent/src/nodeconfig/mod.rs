@@ -13,10 +13,10 @@ use crate::containerd::config::{ContainerdConfig, RegistryDecl, RuntimeFacts};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
+use crate::metrics::ResultLabel;
 use crate::time::rfc3339;
 use model::NodeConfig;
 use parse::Format;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -175,11 +175,6 @@ fn pass_summary(area: &str, c: &NodeConfig) -> String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
 /// What the file looked like at the last read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
@@ -209,8 +204,8 @@ impl NodeConfigDomain {
         let valid = Gauge::default();
         let last_change = Gauge::<f64, AtomicU64>::default();
         let reloads = Family::<ResultLabel, Counter>::default();
-        for result in ["success", "failure"] {
-            let _ = reloads.get_or_create(&ResultLabel { result });
+        for l in [ResultLabel::SUCCESS, ResultLabel::FAILURE] {
+            let _ = reloads.get_or_create(&l);
         }
         registry.register(
             "nodeconfig_valid",
@@ -344,10 +339,7 @@ impl NodeConfigDomain {
                 match evaluate(&text, &self.path, &self.host, SystemTime::now()) {
                     Ok((config, checks)) => {
                         self.valid.set(1);
-                        let _ = self
-                            .reloads
-                            .get_or_create(&ResultLabel { result: "success" })
-                            .inc();
+                        let _ = self.reloads.get_or_create(&ResultLabel::SUCCESS).inc();
                         tracing::info!(path = %shown, "NodeConfig loaded");
                         self.facts.set_nodeconfig(Arc::new(Loaded::new(
                             config,
@@ -360,10 +352,7 @@ impl NodeConfigDomain {
                     }
                     Err(checks) => {
                         self.valid.set(0);
-                        let _ = self
-                            .reloads
-                            .get_or_create(&ResultLabel { result: "failure" })
-                            .inc();
+                        let _ = self.reloads.get_or_create(&ResultLabel::FAILURE).inc();
                         tracing::warn!(path = %shown, "NodeConfig rejected; keeping the last good one");
                         let mut all = vec![file_check(
                             Status::Fail,

@@ -16,6 +16,7 @@ use crate::containerd::effective::{Binary, ContainerdTool};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
+use crate::metrics::ResultLabel;
 use crate::time::rfc3339;
 use desired::Desired;
 use files::{Ledger, Outcome, Plan};
@@ -55,11 +56,6 @@ struct CaLabels {
     fingerprint: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Metrics {
     up: Family<EndpointLabels, Gauge>,
@@ -75,8 +71,8 @@ struct Metrics {
 impl Metrics {
     fn register(registry: &mut Registry) -> Self {
         let m = Metrics::default();
-        for result in ["success", "failure"] {
-            let _ = m.reconciles.get_or_create(&ResultLabel { result });
+        for l in [ResultLabel::SUCCESS, ResultLabel::FAILURE] {
+            let _ = m.reconciles.get_or_create(&l);
         }
         registry.register(
             "registry_up",
@@ -344,14 +340,9 @@ impl Domain for RegistryDomain {
             !apply,
         );
         if apply {
-            let result = if outcome.errors.is_empty() {
-                "success"
-            } else {
-                "failure"
-            };
             self.metrics
                 .reconciles
-                .get_or_create(&ResultLabel { result })
+                .get_or_create(ResultLabel::of(outcome.errors.is_empty()))
                 .inc();
             for _ in &outcome.drift_restored {
                 self.metrics.drift_restored.inc();
