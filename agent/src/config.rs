@@ -23,6 +23,7 @@ pub struct Config {
     pub registries: RegistriesConfig,
     pub web: WebSettings,
     pub network: NetworkConfig,
+    pub gpu: GpuConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -163,6 +164,39 @@ impl Default for NetworkConfig {
             loss_warn: 0.0001,
             loss_critical: 0.001,
             target: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    pub interval: Interval,
+    /// GPUs the host must have; unset: from the node labels (gpu-count) or
+    /// whatever NVML finds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_count: Option<u32>,
+    /// Oldest acceptable driver major version.
+    pub min_driver: u32,
+    /// XIDs that fail the check until they age out of `xid_window`.
+    pub xid_fatal: Vec<u64>,
+    /// XIDs only counted.
+    pub xid_ignore: Vec<u64>,
+    pub xid_window: Interval,
+    /// Warn this many °C below the slowdown threshold.
+    pub thermal_margin: u32,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            interval: Interval(Duration::from_secs(30)),
+            expected_count: None,
+            min_driver: 550,
+            xid_fatal: crate::gpu::xid::DEFAULT_FATAL.to_vec(),
+            xid_ignore: crate::gpu::xid::DEFAULT_IGNORE.to_vec(),
+            xid_window: Interval(Duration::from_secs(24 * 3600)),
+            thermal_margin: 5,
         }
     }
 }

@@ -77,6 +77,12 @@ pub fn build_all(
             facts.clone(),
             mode,
         )),
+        Box::new(crate::gpu::GpuDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
         Box::new(crate::net::NetworkDomain::new(
             config,
             host.clone(),

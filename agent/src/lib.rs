@@ -17,6 +17,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod domain;
 pub mod facts;
+pub mod gpu;
 pub mod host;
 pub mod lifecycle;
 pub mod logging;

@@ -1,0 +1,528 @@
+//! Per-GPU checks from one reading (and the previous one, for increases).
+//! Pure functions: the fake source drives every transition in tests.
+
+use super::source::GpuReading;
+use crate::check::{Check, Status};
+
+pub const DOMAIN: &str = "gpu";
+
+/// NVML clocks event reasons (nvmlClocksEventReason*).
+pub mod reason {
+    pub const GPU_IDLE: u64 = 0x1;
+    pub const APP_CLOCKS: u64 = 0x2;
+    pub const SW_POWER_CAP: u64 = 0x4;
+    pub const HW_SLOWDOWN: u64 = 0x8;
+    pub const SYNC_BOOST: u64 = 0x10;
+    pub const SW_THERMAL: u64 = 0x20;
+    pub const HW_THERMAL: u64 = 0x40;
+    pub const HW_POWER_BRAKE: u64 = 0x80;
+    pub const DISPLAY_CLOCKS: u64 = 0x100;
+    /// (bit, label) for `clock_event_active{reason}`.
+    pub const ALL: [(u64, &str); 9] = [
+        (GPU_IDLE, "gpu_idle"),
+        (APP_CLOCKS, "applications_clocks"),
+        (SW_POWER_CAP, "sw_power_cap"),
+        (HW_SLOWDOWN, "hw_slowdown"),
+        (SYNC_BOOST, "sync_boost"),
+        (SW_THERMAL, "sw_thermal"),
+        (HW_THERMAL, "hw_thermal"),
+        (HW_POWER_BRAKE, "hw_power_brake"),
+        (DISPLAY_CLOCKS, "display_clocks"),
+    ];
+}
+
+/// Thresholds (from the agent config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Warn when the temperature is within this many °C of the slowdown threshold.
+    pub thermal_margin: u32,
+    /// Consecutive readings a HW slowdown must last to fail.
+    pub sustained_readings: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            thermal_margin: 5,
+            sustained_readings: 2,
+        }
+    }
+}
+
+fn id(what: &str, g: &GpuReading) -> String {
+    format!("{what}/gpu{}", g.index)
+}
+
+/// Every per-GPU check. `prev` is the previous reading of the same GPU;
+/// `hw_slow_streak` counts consecutive readings with a hardware slowdown
+/// (including this one).
+pub fn per_gpu(
+    g: &GpuReading,
+    prev: Option<&GpuReading>,
+    hw_slow_streak: u32,
+    limits: &Limits,
+) -> Vec<Check> {
+    let na = |what: &str, why: &str| {
+        Check::not_applicable(
+            DOMAIN,
+            id(what, g),
+            format!("{why} on {} (GPU {})", g.name, g.index),
+        )
+    };
+    let mut out = Vec::with_capacity(10);
+    let who = format!("GPU {} ({})", g.index, g.pci_bus_id);
+
+    // ECC.
+    out.push(match (g.ecc_enabled, g.ecc_pending) {
+        (None, _) => na("ecc", "ECC not supported"),
+        (Some(false), Some(true)) => Check::new(
+            DOMAIN,
+            id("ecc", g),
+            Status::Warn,
+            format!("{who}: ECC is off; enabled at the next reset"),
+        )
+        .with_remedy("reset the GPU (drain the node first) so the pending ECC mode applies"),
+        (Some(false), _) => Check::new(
+            DOMAIN,
+            id("ecc", g),
+            Status::Fail,
+            format!("{who}: ECC is disabled"),
+        )
+        .with_remedy("nvidia-smi -i <gpu> -e 1, then reset the GPU"),
+        (Some(true), pending) => {
+            let unc = g.ecc_uncorrected_volatile.unwrap_or(0);
+            let grew = prev
+                .and_then(|p| p.ecc_uncorrected_volatile)
+                .is_some_and(|before| unc > before);
+            if grew {
+                Check::new(
+                    DOMAIN,
+                    id("ecc", g),
+                    Status::Fail,
+                    format!("{who}: uncorrected ECC errors rose to {unc} since the last reading"),
+                )
+                .with_remedy("drain the node and reset the GPU; replace it if errors recur")
+            } else if unc > 0 {
+                Check::new(
+                    DOMAIN,
+                    id("ecc", g),
+                    Status::Fail,
+                    format!("{who}: {unc} uncorrected ECC errors since the last driver load"),
+                )
+                .with_remedy("drain the node and reset the GPU; replace it if errors recur")
+            } else if pending == Some(false) {
+                Check::new(
+                    DOMAIN,
+                    id("ecc", g),
+                    Status::Warn,
+                    format!("{who}: ECC is on now but will be off after the next reset"),
+                )
+                .with_remedy("nvidia-smi -i <gpu> -e 1 to keep ECC on")
+            } else {
+                Check::pass(
+                    DOMAIN,
+                    id("ecc", g),
+                    format!(
+                        "{who}: ECC on, no uncorrected errors (aggregate {})",
+                        g.ecc_uncorrected_aggregate.unwrap_or(0)
+                    ),
+                )
+            }
+        }
+    });
+
+    // Row remapping.
+    out.push(match g.remap {
+        None => match g.retired_pages {
+            Some(0) => Check::pass(
+                DOMAIN,
+                id("row_remap", g),
+                format!("{who}: no retired pages"),
+            ),
+            Some(n) => Check::new(
+                DOMAIN,
+                id("row_remap", g),
+                Status::Warn,
+                format!("{who}: {n} retired pages"),
+            )
+            .with_remedy("watch for growth; replace the GPU when it hits the retirement limit"),
+            None => na(
+                "row_remap",
+                "row remapping and page retirement not supported",
+            ),
+        },
+        Some(r) if r.failure => Check::new(
+            DOMAIN,
+            id("row_remap", g),
+            Status::Fail,
+            format!(
+                "{who}: row remapping failed ({} uncorrectable remaps)",
+                r.uncorrectable
+            ),
+        )
+        .with_remedy("the GPU needs replacement: drain the node and open an RMA"),
+        Some(r) if r.pending => Check::new(
+            DOMAIN,
+            id("row_remap", g),
+            Status::Warn,
+            format!("{who}: a row remap is pending"),
+        )
+        .with_remedy("drain the node and reset the GPU to apply the remap"),
+        Some(r) => Check::pass(
+            DOMAIN,
+            id("row_remap", g),
+            format!(
+                "{who}: no remap pending ({} correctable, {} uncorrectable remapped rows)",
+                r.correctable, r.uncorrectable
+            ),
+        ),
+    });
+
+    // PCIe link.
+    out.push(match (g.pcie_gen, g.pcie_width) {
+        (Some((gen, max_gen)), Some((w, max_w))) => {
+            let replays_grew = match (prev.and_then(|p| p.pcie_replays), g.pcie_replays) {
+                (Some(a), Some(b)) => b > a,
+                _ => false,
+            };
+            if w < max_w {
+                Check::new(
+                    DOMAIN,
+                    id("pcie", g),
+                    Status::Fail,
+                    format!("{who}: PCIe link x{w} of x{max_w} (gen {gen}/{max_gen})"),
+                )
+                .with_remedy("reseat the GPU or riser; check the slot and the BIOS link settings")
+            } else if replays_grew {
+                Check::new(
+                    DOMAIN,
+                    id("pcie", g),
+                    Status::Warn,
+                    format!(
+                        "{who}: PCIe replay counter rose to {}",
+                        g.pcie_replays.unwrap_or(0)
+                    ),
+                )
+                .with_remedy("link errors: reseat the GPU/riser if it keeps rising")
+            } else {
+                // A lower current generation is normal at idle (power saving).
+                Check::pass(
+                    DOMAIN,
+                    id("pcie", g),
+                    format!("{who}: PCIe gen {gen}/{max_gen} x{w}/x{max_w}"),
+                )
+            }
+        }
+        _ => na("pcie", "PCIe link information not available"),
+    });
+
+    // NVLink.
+    out.push(match &g.nvlink {
+        None => na("nvlink", "NVLink not supported"),
+        Some(links) if links.is_empty() => na("nvlink", "no NVLink links"),
+        Some(links) => {
+            let down: Vec<String> = links
+                .iter()
+                .enumerate()
+                .filter(|(_, up)| !**up)
+                .map(|(i, _)| i.to_string())
+                .collect();
+            if down.is_empty() {
+                Check::pass(
+                    DOMAIN,
+                    id("nvlink", g),
+                    format!("{who}: {} NVLink links active", links.len()),
+                )
+            } else {
+                Check::new(
+                    DOMAIN,
+                    id("nvlink", g),
+                    Status::Fail,
+                    format!(
+                        "{who}: NVLink link(s) {} inactive of {}",
+                        down.join(","),
+                        links.len()
+                    ),
+                )
+                .with_remedy("check nvidia-fabricmanager and the baseboard; reset the GPUs")
+            }
+        }
+    });
+
+    // Persistence mode.
+    out.push(match g.persistence {
+        None => na("persistence", "persistence mode not supported"),
+        Some(true) => Check::pass(
+            DOMAIN,
+            id("persistence", g),
+            format!("{who}: persistence mode on"),
+        ),
+        Some(false) => Check::new(
+            DOMAIN,
+            id("persistence", g),
+            Status::Warn,
+            format!("{who}: persistence mode off (slow first use, state lost between jobs)"),
+        )
+        .with_remedy("systemctl enable --now nvidia-persistenced"),
+    });
+
+    // MIG.
+    out.push(match g.mig {
+        None => na("mig", "MIG not supported"),
+        Some((cur, pend)) if cur != pend => Check::new(
+            DOMAIN,
+            id("mig", g),
+            Status::Warn,
+            format!(
+                "{who}: MIG is {} but {} after the next reset",
+                onoff(cur),
+                onoff(pend)
+            ),
+        )
+        .with_remedy("reset the GPU to apply the pending MIG mode, or revert it"),
+        Some((cur, _)) => Check::pass(DOMAIN, id("mig", g), format!("{who}: MIG {}", onoff(cur))),
+    });
+
+    // Clock event reasons.
+    out.push(match g.clock_events {
+        None => na("clocks", "clock event reasons not available"),
+        Some(bits) => {
+            let hw = bits & (reason::HW_SLOWDOWN | reason::HW_THERMAL | reason::HW_POWER_BRAKE);
+            let names: Vec<&str> = reason::ALL
+                .iter()
+                .filter(|(b, _)| bits & b != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            if hw != 0 && hw_slow_streak >= limits.sustained_readings {
+                Check::new(
+                    DOMAIN,
+                    id("clocks", g),
+                    Status::Fail,
+                    format!("{who}: sustained hardware slowdown ({})", names.join(", ")),
+                )
+                .with_remedy(
+                    "check cooling, power supplies and the baseboard; nvidia-smi -q -d PERFORMANCE",
+                )
+            } else if hw != 0 || bits & reason::SW_THERMAL != 0 {
+                Check::new(
+                    DOMAIN,
+                    id("clocks", g),
+                    Status::Warn,
+                    format!("{who}: clocks held back ({})", names.join(", ")),
+                )
+                .with_remedy("check airflow and inlet temperature")
+            } else {
+                Check::pass(
+                    DOMAIN,
+                    id("clocks", g),
+                    format!(
+                        "{who}: no hardware or thermal slowdown ({})",
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                )
+            }
+        }
+    });
+
+    // Temperature and power.
+    out.push(match (g.temperature, g.slowdown_temperature) {
+        (Some(t), Some(slow)) if t >= slow => Check::new(
+            DOMAIN,
+            id("thermal", g),
+            Status::Fail,
+            format!("{who}: {t} °C, at or above the slowdown threshold {slow} °C"),
+        )
+        .with_remedy("check airflow, fans and inlet temperature"),
+        (Some(t), Some(slow)) if t + limits.thermal_margin >= slow => Check::new(
+            DOMAIN,
+            id("thermal", g),
+            Status::Warn,
+            format!(
+                "{who}: {t} °C, within {} °C of the slowdown threshold {slow} °C",
+                limits.thermal_margin
+            ),
+        )
+        .with_remedy("check airflow, fans and inlet temperature"),
+        (Some(t), slow) => Check::pass(
+            DOMAIN,
+            id("thermal", g),
+            format!(
+                "{who}: {t} °C{}",
+                slow.map(|s| format!(" (slowdown at {s} °C)"))
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => na("thermal", "temperature not available"),
+    });
+    out.push(match (g.power_watts, g.power_limit_watts) {
+        (Some(p), Some(l)) if p >= l => Check::new(
+            DOMAIN,
+            id("power", g),
+            Status::Warn,
+            format!("{who}: drawing {p:.0} W at its {l:.0} W limit"),
+        )
+        .with_remedy(
+            "expected under full load; if sustained at idle, check the workload and power settings",
+        ),
+        (Some(p), Some(l)) => Check::pass(
+            DOMAIN,
+            id("power", g),
+            format!("{who}: {p:.0} W of {l:.0} W"),
+        ),
+        _ => na("power", "power readings not available"),
+    });
+    out
+}
+
+fn onoff(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::healthy_h100;
+    use super::super::source::Remap;
+    use super::*;
+
+    fn status(checks: &[Check], what: &str) -> Status {
+        checks
+            .iter()
+            .find(|c| c.id.starts_with(&format!("{what}/")))
+            .map(|c| c.status)
+            .expect(what)
+    }
+
+    fn run(g: &GpuReading, prev: Option<&GpuReading>, streak: u32) -> Vec<Check> {
+        per_gpu(g, prev, streak, &Limits::default())
+    }
+
+    #[test]
+    fn a_healthy_h100_passes_with_nvlink_na_on_a_single_gpu() {
+        let c = run(&healthy_h100(0), None, 0);
+        for what in [
+            "ecc",
+            "row_remap",
+            "pcie",
+            "persistence",
+            "mig",
+            "clocks",
+            "thermal",
+            "power",
+        ] {
+            assert_eq!(status(&c, what), Status::Pass, "{what}: {c:?}");
+        }
+        assert_eq!(status(&c, "nvlink"), Status::NotApplicable);
+    }
+
+    #[test]
+    fn ecc_transitions() {
+        let ok = healthy_h100(0);
+        let mut g = ok.clone();
+        g.ecc_uncorrected_volatile = Some(2);
+        assert_eq!(status(&run(&g, Some(&ok), 0), "ecc"), Status::Fail);
+        g.ecc_enabled = Some(false);
+        g.ecc_pending = Some(true);
+        assert_eq!(status(&run(&g, None, 0), "ecc"), Status::Warn);
+        g.ecc_pending = Some(false);
+        assert_eq!(status(&run(&g, None, 0), "ecc"), Status::Fail);
+        g.ecc_enabled = None;
+        assert_eq!(status(&run(&g, None, 0), "ecc"), Status::NotApplicable);
+    }
+
+    #[test]
+    fn row_remap_transitions() {
+        let mut g = healthy_h100(0);
+        g.remap = Some(Remap {
+            pending: true,
+            ..Remap::default()
+        });
+        assert_eq!(status(&run(&g, None, 0), "row_remap"), Status::Warn);
+        g.remap = Some(Remap {
+            failure: true,
+            uncorrectable: 3,
+            ..Remap::default()
+        });
+        assert_eq!(status(&run(&g, None, 0), "row_remap"), Status::Fail);
+        g.remap = None;
+        g.retired_pages = Some(4);
+        assert_eq!(status(&run(&g, None, 0), "row_remap"), Status::Warn);
+        g.retired_pages = None;
+        assert_eq!(
+            status(&run(&g, None, 0), "row_remap"),
+            Status::NotApplicable
+        );
+    }
+
+    #[test]
+    fn pcie_width_loss_fails_and_replays_warn() {
+        let ok = healthy_h100(0);
+        let mut g = ok.clone();
+        g.pcie_width = Some((8, 16));
+        assert_eq!(status(&run(&g, None, 0), "pcie"), Status::Fail);
+        let mut g = ok.clone();
+        g.pcie_gen = Some((1, 5)); // idle link power saving
+        assert_eq!(status(&run(&g, None, 0), "pcie"), Status::Pass);
+        g.pcie_replays = Some(12);
+        assert_eq!(status(&run(&g, Some(&ok), 0), "pcie"), Status::Warn);
+    }
+
+    #[test]
+    fn nvlink_persistence_mig() {
+        let mut g = healthy_h100(0);
+        g.nvlink = Some(vec![true; 18]);
+        assert_eq!(status(&run(&g, None, 0), "nvlink"), Status::Pass);
+        g.nvlink = Some({
+            let mut v = vec![true; 18];
+            v[3] = false;
+            v
+        });
+        let c = run(&g, None, 0);
+        assert_eq!(status(&c, "nvlink"), Status::Fail);
+        assert!(c
+            .iter()
+            .any(|c| c.summary.contains("link(s) 3 inactive of 18")));
+        g.persistence = Some(false);
+        assert_eq!(status(&run(&g, None, 0), "persistence"), Status::Warn);
+        g.mig = Some((false, true));
+        assert_eq!(status(&run(&g, None, 0), "mig"), Status::Warn);
+    }
+
+    #[test]
+    fn clock_reasons_sustained_and_soft() {
+        let mut g = healthy_h100(0);
+        g.clock_events = Some(reason::SW_POWER_CAP);
+        assert_eq!(
+            status(&run(&g, None, 0), "clocks"),
+            Status::Pass,
+            "power cap is normal"
+        );
+        g.clock_events = Some(reason::SW_THERMAL);
+        assert_eq!(status(&run(&g, None, 0), "clocks"), Status::Warn);
+        g.clock_events = Some(reason::HW_SLOWDOWN);
+        assert_eq!(
+            status(&run(&g, None, 1), "clocks"),
+            Status::Warn,
+            "not yet sustained"
+        );
+        assert_eq!(status(&run(&g, None, 2), "clocks"), Status::Fail);
+    }
+
+    #[test]
+    fn thermal_and_power() {
+        let mut g = healthy_h100(0);
+        g.temperature = Some(83);
+        assert_eq!(status(&run(&g, None, 0), "thermal"), Status::Warn);
+        g.temperature = Some(88);
+        assert_eq!(status(&run(&g, None, 0), "thermal"), Status::Fail);
+        g.power_watts = Some(700.0);
+        assert_eq!(status(&run(&g, None, 0), "power"), Status::Warn);
+    }
+}

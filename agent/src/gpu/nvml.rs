@@ -1,0 +1,244 @@
+//! The real GPU source: NVML through `nvml-wrapper`, loaded from
+//! `libnvidia-ml.so.1` (the unversioned `.so` often does not exist),
+//! initialised once. XID events come from a dedicated thread that blocks on
+//! an NVML event set and feeds a bounded channel.
+
+use super::source::{DriverInfo, GpuReading, GpuSource, Remap, SourceError, XidEvent};
+use nvml_wrapper::bitmasks::event::EventTypes;
+use nvml_wrapper::enum_wrappers::device::{
+    EccCounter, MemoryError, RetirementCause, TemperatureSensor, TemperatureThreshold,
+};
+use nvml_wrapper::enums::device::SampleValue;
+use nvml_wrapper::enums::event::XidError;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::Nvml;
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+pub const LIBRARY: &str = "libnvidia-ml.so.1";
+/// NVML field ids for row remapping (nvmlFieldValue): correctable,
+/// uncorrectable, pending, failure.
+const REMAP_FIELDS: [u32; 4] = [142, 143, 144, 145];
+/// NVLink links per GPU at most.
+const MAX_LINKS: u32 = 18;
+
+fn map_err(e: NvmlError, index: Option<u32>) -> SourceError {
+    match e {
+        NvmlError::LibloadingError(e) => SourceError::NoLibrary(format!("{LIBRARY}: {e}")),
+        NvmlError::DriverNotLoaded => {
+            SourceError::NoLibrary("the NVIDIA kernel driver is not loaded".into())
+        }
+        NvmlError::LibRmVersionMismatch => SourceError::DriverMismatch(
+            "NVML reports LibRmVersionMismatch: reboot or reload the kernel module".into(),
+        ),
+        NvmlError::GpuLost => SourceError::GpuLost(index.unwrap_or(0)),
+        other => SourceError::Other(other.to_string()),
+    }
+}
+
+/// `Ok(None)` for "not supported on this GPU".
+fn opt<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(NvmlError::NotSupported | NvmlError::InvalidArg | NvmlError::FunctionNotFound) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug)]
+pub struct NvmlSource {
+    nvml: Result<Nvml, SourceError>,
+    xids: Option<Receiver<XidEvent>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for NvmlSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl NvmlSource {
+    pub fn new() -> Self {
+        let nvml = Nvml::builder()
+            .lib_path(OsStr::new(LIBRARY))
+            .init()
+            .map_err(|e| map_err(e, None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let xids = nvml.as_ref().ok().and_then(|_| {
+            let (tx, rx) = sync_channel(256);
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("nvml-xid".into())
+                .spawn(move || watch_xids(&tx, &stop))
+                .ok()
+                .map(|_| rx)
+        });
+        NvmlSource { nvml, xids, stop }
+    }
+
+    fn read_device(nvml: &Nvml, index: u32) -> Result<GpuReading, NvmlError> {
+        let d = nvml.device_by_index(index)?;
+        let ecc = opt(d.is_ecc_enabled())?;
+        let total = |kind, counter| opt(d.total_ecc_errors(kind, counter));
+        let remap = match opt(d.field_values_for(&REMAP_FIELDS.map(FieldId)))? {
+            Some(values) => {
+                let v: Vec<Option<u64>> = values
+                    .into_iter()
+                    .map(|s| match s.ok().map(|s| s.value) {
+                        Some(Ok(SampleValue::U64(v))) => Some(v),
+                        Some(Ok(SampleValue::U32(v))) => Some(u64::from(v)),
+                        Some(Ok(SampleValue::I64(v))) => u64::try_from(v).ok(),
+                        _ => None,
+                    })
+                    .collect();
+                match v.as_slice() {
+                    [Some(c), Some(u), Some(p), Some(f)] => Some(Remap {
+                        correctable: *c,
+                        uncorrectable: *u,
+                        pending: *p != 0,
+                        failure: *f != 0,
+                    }),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let retired = match (
+            opt(d.retired_pages(RetirementCause::MultipleSingleBitEccErrors))?,
+            opt(d.retired_pages(RetirementCause::DoubleBitEccError))?,
+        ) {
+            (Some(a), Some(b)) => Some((a.len() + b.len()) as u64),
+            _ => None,
+        };
+        let mut links = Vec::new();
+        for l in 0..MAX_LINKS {
+            match d.link_wrapper_for(l).is_active() {
+                Ok(up) => links.push(up),
+                Err(_) => break,
+            }
+        }
+        let pcie_gen = match (opt(d.current_pcie_link_gen())?, opt(d.max_pcie_link_gen())?) {
+            (Some(c), Some(m)) => Some((c, m)),
+            _ => None,
+        };
+        let pcie_width = match (
+            opt(d.current_pcie_link_width())?,
+            opt(d.max_pcie_link_width())?,
+        ) {
+            (Some(c), Some(m)) => Some((c, m)),
+            _ => None,
+        };
+        Ok(GpuReading {
+            index,
+            name: d.name()?,
+            uuid: d.uuid()?,
+            pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+            vbios: opt(d.vbios_version())?.unwrap_or_default(),
+            ecc_enabled: ecc.as_ref().map(|e| e.currently_enabled),
+            ecc_pending: ecc.as_ref().map(|e| e.pending_enabled),
+            ecc_uncorrected_volatile: total(MemoryError::Uncorrected, EccCounter::Volatile)?,
+            ecc_uncorrected_aggregate: total(MemoryError::Uncorrected, EccCounter::Aggregate)?,
+            ecc_corrected_volatile: total(MemoryError::Corrected, EccCounter::Volatile)?,
+            remap,
+            retired_pages: retired,
+            pcie_gen,
+            pcie_width,
+            pcie_replays: opt(d.pcie_replay_counter())?.map(u64::from),
+            nvlink: (!links.is_empty()).then_some(links),
+            persistence: opt(d.is_in_persistent_mode())?,
+            mig: opt(d.mig_mode())?.map(|m| (m.current != 0, m.pending != 0)),
+            clock_events: opt(d.current_throttle_reasons())?.map(|r| r.bits()),
+            temperature: opt(d.temperature(TemperatureSensor::Gpu))?,
+            slowdown_temperature: opt(d.temperature_threshold(TemperatureThreshold::Slowdown))?,
+            power_watts: opt(d.power_usage())?.map(|mw| f64::from(mw) / 1000.0),
+            power_limit_watts: opt(d.enforced_power_limit())?.map(|mw| f64::from(mw) / 1000.0),
+        })
+    }
+}
+
+impl Default for NvmlSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Waits for critical XID errors of every GPU: one event set per GPU (a
+/// failed registration consumes its set), waited on in turn.
+fn watch_xids(tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
+    let Ok(nvml) = Nvml::builder().lib_path(OsStr::new(LIBRARY)).init() else {
+        return;
+    };
+    let mut sets = Vec::new();
+    for i in 0..nvml.device_count().unwrap_or(0) {
+        let registered = nvml
+            .device_by_index(i)
+            .and_then(|d| Ok((d, nvml.create_event_set()?)))
+            .map_err(|e| e.to_string())
+            .and_then(|(d, set)| {
+                d.register_events(EventTypes::CRITICAL_XID_ERROR, set)
+                    .map_err(|e| e.error.to_string())
+            });
+        match registered {
+            Ok(set) => sets.push(set),
+            Err(e) => tracing::warn!(gpu = i, error = %e, "XID events not available"),
+        }
+    }
+    if sets.is_empty() {
+        return;
+    }
+    let slice = u32::try_from(1000 / sets.len()).unwrap_or(100).max(50);
+    while !stop.load(Ordering::Relaxed) {
+        for set in &sets {
+            match set.wait(slice) {
+                Ok(data) => {
+                    if let Some(XidError::Value(xid)) = data.event_data {
+                        let gpu = data.device.index().unwrap_or(u32::MAX);
+                        tracing::warn!(gpu, xid, "XID event");
+                        // A full channel drops the event (the kernel log keeps it).
+                        let _ = tx.try_send(XidEvent { gpu, xid });
+                    }
+                }
+                Err(NvmlError::Timeout) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(u64::from(slice))),
+            }
+        }
+    }
+}
+
+impl GpuSource for NvmlSource {
+    fn driver(&mut self) -> Result<DriverInfo, SourceError> {
+        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        let version = nvml.sys_driver_version().map_err(|e| map_err(e, None))?;
+        let cuda = nvml
+            .sys_cuda_driver_version()
+            .ok()
+            .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10));
+        Ok(DriverInfo {
+            version,
+            cuda_version: cuda,
+        })
+    }
+
+    fn count(&mut self) -> Result<u32, SourceError> {
+        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        nvml.device_count().map_err(|e| map_err(e, None))
+    }
+
+    fn read(&mut self, index: u32) -> Result<GpuReading, SourceError> {
+        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        Self::read_device(nvml, index).map_err(|e| map_err(e, Some(index)))
+    }
+
+    fn xids(&mut self) -> Vec<XidEvent> {
+        self.xids
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,132 @@
+//! XID classification and ageing: a fatal XID fails the check until it ages
+//! out of the window — it recovers on its own, never latches.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Fatal,
+    Ignored,
+    Warn,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Fatal => "fatal",
+            Class::Ignored => "ignored",
+            Class::Warn => "warn",
+        }
+    }
+}
+
+pub const DEFAULT_FATAL: [u64; 21] = [
+    46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158,
+];
+pub const DEFAULT_IGNORE: [u64; 6] = [13, 31, 43, 45, 68, 94];
+
+pub fn classify(xid: u64, fatal: &[u64], ignore: &[u64]) -> Class {
+    if fatal.contains(&xid) {
+        Class::Fatal
+    } else if ignore.contains(&xid) {
+        Class::Ignored
+    } else {
+        Class::Warn
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub at: Instant,
+    pub gpu: u32,
+    pub xid: u64,
+    pub class: Class,
+}
+
+/// The XIDs within the window (ignored ones are only counted, not kept).
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    events: VecDeque<Seen>,
+}
+
+/// Bound on kept events: an XID storm must not grow memory.
+const MAX_KEPT: usize = 1024;
+
+impl History {
+    pub fn record(&mut self, s: Seen) {
+        if s.class == Class::Ignored {
+            return;
+        }
+        if self.events.len() == MAX_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(s);
+    }
+
+    /// Drops events older than `window` at `now`; returns what remains.
+    pub fn current(&mut self, now: Instant, window: Duration) -> Vec<Seen> {
+        while self
+            .events
+            .front()
+            .is_some_and(|e| now.duration_since(e.at) > window)
+        {
+            self.events.pop_front();
+        }
+        self.events.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_follows_the_lists() {
+        assert_eq!(classify(79, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Fatal);
+        assert_eq!(
+            classify(13, &DEFAULT_FATAL, &DEFAULT_IGNORE),
+            Class::Ignored
+        );
+        assert_eq!(classify(92, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Warn);
+    }
+
+    #[test]
+    fn fatal_ages_out_of_the_window() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        h.record(Seen {
+            at: t0,
+            gpu: 0,
+            xid: 79,
+            class: Class::Fatal,
+        });
+        h.record(Seen {
+            at: t0,
+            gpu: 0,
+            xid: 13,
+            class: Class::Ignored,
+        });
+        let w = Duration::from_secs(3600);
+        assert_eq!(h.current(t0 + Duration::from_secs(60), w).len(), 1);
+        assert!(
+            h.current(t0 + Duration::from_secs(3601), w).is_empty(),
+            "recovers by itself"
+        );
+    }
+
+    #[test]
+    fn storms_are_bounded() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        for _ in 0..5000 {
+            h.record(Seen {
+                at: t0,
+                gpu: 1,
+                xid: 92,
+                class: Class::Warn,
+            });
+        }
+        assert_eq!(h.current(t0, Duration::from_secs(60)).len(), MAX_KEPT);
+    }
+}
