@@ -50,9 +50,12 @@ fn opt<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     }
 }
 
-#[derive(Debug)]
+/// Initialised on first use, on the domain's probe thread: NVML init can
+/// take seconds on a GPU without persistence mode, and must not delay the
+/// agent's start.
+#[derive(Debug, Default)]
 pub struct NvmlSource {
-    nvml: Result<Nvml, SourceError>,
+    nvml: Option<Result<Nvml, SourceError>>,
     xids: Option<Receiver<XidEvent>>,
     stop: Arc<AtomicBool>,
 }
@@ -65,21 +68,33 @@ impl Drop for NvmlSource {
 
 impl NvmlSource {
     pub fn new() -> Self {
-        let nvml = Nvml::builder()
-            .lib_path(OsStr::new(LIBRARY))
-            .init()
-            .map_err(|e| map_err(e, None));
-        let stop = Arc::new(AtomicBool::new(false));
-        let xids = nvml.as_ref().ok().and_then(|_| {
-            let (tx, rx) = sync_channel(256);
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("nvml-xid".into())
-                .spawn(move || watch_xids(&tx, &stop))
-                .ok()
-                .map(|_| rx)
-        });
-        NvmlSource { nvml, xids, stop }
+        Self::default()
+    }
+
+    /// The NVML handle, initialised (and the XID thread started) the first
+    /// time it is needed.
+    fn nvml(&mut self) -> Result<&Nvml, SourceError> {
+        if self.nvml.is_none() {
+            let nvml = Nvml::builder()
+                .lib_path(OsStr::new(LIBRARY))
+                .init()
+                .map_err(|e| map_err(e, None));
+            if nvml.is_ok() {
+                let (tx, rx) = sync_channel(256);
+                let stop = self.stop.clone();
+                self.xids = std::thread::Builder::new()
+                    .name("nvml-xid".into())
+                    .spawn(move || watch_xids(&tx, &stop))
+                    .ok()
+                    .map(|_| rx);
+            }
+            self.nvml = Some(nvml);
+        }
+        match &self.nvml {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(SourceError::Other("NVML not initialised".into())),
+        }
     }
 
     fn read_device(nvml: &Nvml, index: u32) -> Result<GpuReading, NvmlError> {
@@ -162,12 +177,6 @@ impl NvmlSource {
     }
 }
 
-impl Default for NvmlSource {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Waits for critical XID errors of every GPU: one event set per GPU (a
 /// failed registration consumes its set), waited on in turn.
 fn watch_xids(tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
@@ -213,7 +222,7 @@ fn watch_xids(tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
 
 impl GpuSource for NvmlSource {
     fn driver(&mut self) -> Result<DriverInfo, SourceError> {
-        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        let nvml = self.nvml()?;
         let version = nvml.sys_driver_version().map_err(|e| map_err(e, None))?;
         let cuda = nvml
             .sys_cuda_driver_version()
@@ -226,12 +235,12 @@ impl GpuSource for NvmlSource {
     }
 
     fn count(&mut self) -> Result<u32, SourceError> {
-        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        let nvml = self.nvml()?;
         nvml.device_count().map_err(|e| map_err(e, None))
     }
 
     fn read(&mut self, index: u32) -> Result<GpuReading, SourceError> {
-        let nvml = self.nvml.as_ref().map_err(Clone::clone)?;
+        let nvml = self.nvml()?;
         Self::read_device(nvml, index).map_err(|e| map_err(e, Some(index)))
     }
 
