@@ -212,19 +212,10 @@ fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<Exit
     }
     print!("{}", render::redact_credentials(&corrected.text));
     // The files the agent would write for the moved registries.
-    use crate::registry::{desired, files, hosts_toml::Features, trust::Family};
+    use crate::registry::{desired, files, plan_for};
     let merged = desired::merge(&[], &corrected.moved, agent.registries.allow_skip_verify);
-    let version = effective::Binary::find(&agent.containerd.binary)
-        .and_then(|b| effective::ContainerdTool::version(&b));
     let certs_d = agent.registries.certs_d.to_string_lossy();
-    let plan = files::plan(
-        &merged.registries,
-        &certs_d,
-        Family::detect(host),
-        host,
-        Features::of(version),
-        std::time::SystemTime::now(),
-    );
+    let (plan, _) = plan_for(&merged.registries, &certs_d, &agent.containerd.binary, host);
     for note in &merged.conflicts {
         println!("\n# note: {note}");
     }

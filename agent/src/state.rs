@@ -44,11 +44,7 @@ pub struct Snapshot {
 }
 
 fn unix_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    s.serialize_f64(secs)
+    s.serialize_f64(crate::metrics::unix_seconds(*t))
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -376,7 +376,11 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
         }
     };
     let main = ContainerdConfig::parse(&set.main).ok();
-    let version = ctx.tool.and_then(|t| t.version());
+    // The dump already asked containerd for its version.
+    let version = match &eff.method {
+        Method::Dump { version } => *version,
+        Method::Builtin { .. } => ctx.tool.and_then(|t| t.version()),
+    };
     let mut checks = Vec::new();
 
     checks.push(Check::pass(

@@ -121,6 +121,33 @@ impl Metrics {
     }
 }
 
+/// The files `desired` needs, rendered for this host: its OS family (trust
+/// anchors) and the installed containerd's version (hosts.toml features).
+/// Shared by the domain and `render`.
+pub fn plan_for(
+    desired: &[Desired],
+    certs_d: &str,
+    containerd_binary: &str,
+    host: &Host,
+) -> (Plan, Option<OsFamily>) {
+    let family = OsFamily::detect(host);
+    // Only needed to render hosts.toml: spare the exec when there is none.
+    let version = if desired.is_empty() {
+        None
+    } else {
+        Binary::find(containerd_binary).and_then(|b| b.version())
+    };
+    let plan = files::plan(
+        desired,
+        certs_d,
+        family,
+        host,
+        Features::of(version),
+        SystemTime::now(),
+    );
+    (plan, family)
+}
+
 #[derive(Debug)]
 pub struct RegistryDomain {
     host: Host,
@@ -314,21 +341,12 @@ impl Domain for RegistryDomain {
 
     fn run(&mut self) -> Vec<Check> {
         let merged = self.desired();
-        let family = OsFamily::detect(&self.host);
-        // Only needed to render hosts.toml: spare the exec when there is none.
-        let version = if merged.registries.is_empty() {
-            None
-        } else {
-            Binary::find(&self.containerd_binary).and_then(|b| b.version())
-        };
         let certs_d = self.certs_d();
-        let plan = files::plan(
+        let (plan, family) = plan_for(
             &merged.registries,
             &certs_d,
-            family,
+            &self.containerd_binary,
             &self.host,
-            Features::of(version),
-            SystemTime::now(),
         );
         let apply = self.mode == Mode::Apply && self.settings.manage;
         let outcome = files::apply(
