@@ -8,6 +8,8 @@
 #
 # Needs wrk, openssl, python3, curl.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 DURATION=${1:-60}
 cargo build --release --locked -p hybrid-node-agent >&2
@@ -18,8 +20,6 @@ trap '[ -n "$APID" ] && kill $APID 2>/dev/null; rm -rf "$WORK"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/server.key" -out "$WORK/server.crt" 2>/dev/null
 printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\n' "$WORK/server.crt" "$WORK/server.key" > "$WORK/web.yml"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 run() { # name scheme web-config
   local port; port=$(free_port)
@@ -27,11 +27,11 @@ run() { # name scheme web-config
   "$AGENT" --config "$WORK/agent.toml" run --listen "127.0.0.1:$port" 2>/dev/null & APID=$!
   for _ in $(seq 100); do curl -ksf -o /dev/null "$2://127.0.0.1:$port/healthz" && break; sleep 0.05; done
   sleep 1
-  local before; before=$(rss $APID)
+  local before; before=$(rss_kib $APID)
   wrk -t2 -c64 -d"${DURATION}s" --latency "$2://127.0.0.1:$port/metrics" > /dev/null
-  local first; first=$(rss $APID)
+  local first; first=$(rss_kib $APID)
   wrk -t2 -c64 -d"${DURATION}s" --latency "$2://127.0.0.1:$port/metrics" > "$WORK/wrk.txt"
-  local after; after=$(rss $APID)
+  local after; after=$(rss_kib $APID)
   awk -v name="$1" -v b="$before" -v f="$first" -v a="$after" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} /^Requests\/sec:/ {rps=$2}

@@ -7,6 +7,8 @@
 #
 # Prints the median, p90, p99 and max in milliseconds. Needs python3.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 EDITS=${1:-200}
 cargo build --release --locked -p hybrid-node-agent >&2
@@ -15,7 +17,7 @@ ROOT=$(mktemp -d)
 trap 'kill $APID 2>/dev/null || true; rm -rf "$ROOT"' EXIT
 mkdir -p "$ROOT/etc/nodeadm"
 cp tests/fixtures/nodeconfig/harbor-ssm.yaml "$ROOT/etc/nodeadm/nodeconfig.yaml"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 printf '[nodeconfig]\ninterval = "1h"\n[containerd]\nbinary = "/nonexistent"\n' > "$ROOT/agent.toml"
 "$AGENT" --root "$ROOT" --config "$ROOT/agent.toml" run --listen "127.0.0.1:$PORT" 2>/dev/null & APID=$!
 

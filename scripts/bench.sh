@@ -8,6 +8,8 @@
 # of each, and the agent's time from exec to READY=1 (median and max of 20
 # starts). Needs: wrk, prometheus-node-exporter, python3, curl.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 
@@ -22,8 +24,6 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 wait_http() { for _ in $(seq 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; echo "bench: $1 not up" >&2; exit 1; }
 
 AP=$(free_port); NP=$(free_port)

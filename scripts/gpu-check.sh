@@ -9,12 +9,14 @@
 # agent's side comes from `check --output json` (verdicts, driver, count)
 # and from its /metrics (per-GPU values), served for a moment on loopback.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 AGENT=${1:-$(dirname "$0")/../target/release/hybrid-node-agent}
 command -v nvidia-smi >/dev/null || { echo "gpu-check: nvidia-smi not found" >&2; exit 2; }
 WORK=$(mktemp -d); trap 'kill ${APID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 "$AGENT" check --output json > "$WORK/check.json" || true
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$AGENT" --config /dev/null run --listen "127.0.0.1:$PORT" 2>/dev/null & APID=$!
 for _ in $(seq 100); do curl -fs -o "$WORK/metrics.txt" "http://127.0.0.1:$PORT/metrics" && grep -q '^hybrid_node_gpu_info{' "$WORK/metrics.txt" && break; sleep 0.1; done
 nvidia-smi --query-gpu=index,uuid,name,driver_version,ecc.mode.current,pcie.link.gen.current,pcie.link.width.current,persistence_mode,temperature.gpu \

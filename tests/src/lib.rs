@@ -403,9 +403,34 @@ impl Drop for TlsServer {
 #[derive(Debug)]
 pub struct KillOnDrop(pub Child);
 
+impl KillOnDrop {
+    /// Spawns `cmd` with its output discarded; `what` names it in a panic.
+    pub fn spawn(cmd: &mut Command, what: &str) -> KillOnDrop {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        KillOnDrop(child)
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `(status, summary)` of check `domain`/`id` in a `check -o json` report.
+pub fn check_in<'a>(report: &'a serde_json::Value, domain: &str, id: &str) -> (&'a str, &'a str) {
+    let c = report["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["domain"] == domain && c["id"] == id))
+        .unwrap_or_else(|| panic!("no {domain}/{id} in {report:#}"));
+    (
+        c["status"].as_str().unwrap_or(""),
+        c["summary"].as_str().unwrap_or(""),
+    )
 }

@@ -15,14 +15,7 @@ fn json_check(root: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
 }
 
 fn status_of<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|c| c["domain"] == "lifecycle" && c["id"] == id)
-        })
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_else(|| panic!("no lifecycle/{id} in {report}"))
+    hybrid_node_agent_e2e::check_in(report, "lifecycle", id).0
 }
 
 /// A config pointing the kubelet probe at `addr`.

@@ -8,7 +8,7 @@ use hybrid_node_agent_e2e::{
     agent_bin, eventually, free_port, in_ci, require_tool, sample, KillOnDrop,
 };
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -164,14 +164,7 @@ fn check_network(t: &Topology, expected_mtu: u32) -> serde_json::Value {
 }
 
 fn find<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
-    let c = report["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["domain"] == "network" && c["id"] == id))
-        .unwrap_or_else(|| panic!("no network/{id} in {report:#}"));
-    (
-        c["status"].as_str().unwrap_or(""),
-        c["summary"].as_str().unwrap_or(""),
-    )
+    hybrid_node_agent_e2e::check_in(report, "network", id)
 }
 
 /// The number in "… is NNNN bytes …" / "… above NNNN bytes …".
@@ -251,8 +244,8 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
         responder.display()
     );
     let (delay, spread, loss) = (4.0f64, 3.0f64, 0.05f64);
-    let _responder = KillOnDrop(
-        t.exec(
+    let _responder = KillOnDrop::spawn(
+        &mut t.exec(
             &t.server,
             responder.to_str().expect("utf-8"),
             &[
@@ -261,18 +254,15 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
                 &loss.to_string(),
                 "20261123",
             ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("responder"),
+        ),
+        "responder",
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = agent_config(dir.path(), 20.0, 9000);
     let port = free_port();
     let bin = agent_bin();
-    let _agent = KillOnDrop(
-        t.exec(
+    let _agent = KillOnDrop::spawn(
+        &mut t.exec(
             &t.client,
             bin.to_str().expect("utf-8"),
             &[
@@ -284,11 +274,8 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent"),
+        ),
+        "agent",
     );
     let scrape = || -> Option<String> {
         let out = t

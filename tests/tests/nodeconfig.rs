@@ -47,14 +47,7 @@ fn check_json(root: &Path, cfg: &str) -> (i32, Value, String) {
 }
 
 fn status<'a>(report: &'a Value, domain: &str, id: &str) -> (&'a str, &'a str) {
-    let c = report["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["domain"] == domain && c["id"] == id))
-        .unwrap_or_else(|| panic!("no {domain}/{id} in {report:#}"));
-    (
-        c["status"].as_str().unwrap_or(""),
-        c["summary"].as_str().unwrap_or(""),
-    )
+    hybrid_node_agent_e2e::check_in(report, domain, id)
 }
 
 fn assert_no_secrets(text: &str, what: &str) {

@@ -248,31 +248,16 @@ fn basic_auth_mtls_and_old_tls_are_enforced_and_reloaded() {
     let client = ["--cert", cert.as_str(), "--key", key.as_str()];
     wait_https(&agent, &client, &ca);
     let url = format!("https://127.0.0.1:{}/metrics", agent.addr.port());
+    let authed = |user_pass: &str| {
+        curl(&[
+            "--cacert", &ca, "--cert", &cert, "--key", &key, "-u", user_pass, &url,
+        ])
+    };
 
     // Right password → 200; wrong or none → 401.
-    let (_, out) = curl(&[
-        "--cacert",
-        &ca,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-        "-u",
-        "prometheus:right-password",
-        &url,
-    ]);
+    let (_, out) = authed("prometheus:right-password");
     assert!(out.starts_with("200"), "{out}");
-    let (_, out) = curl(&[
-        "--cacert",
-        &ca,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-        "-u",
-        "prometheus:wrong",
-        &url,
-    ]);
+    let (_, out) = authed("prometheus:wrong");
     assert!(out.starts_with("401"), "{out}");
     let (_, out) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
     assert!(out.starts_with("401"), "{out}");
@@ -347,11 +332,6 @@ fn basic_auth_mtls_and_old_tls_are_enforced_and_reloaded() {
     t.web(&format!(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: client-ca.crt\n  client_auth_type: RequireAndVerifyClientCert\nbasic_auth_users:\n  prometheus: {hash2}\n"
     ));
-    let authed = |user_pass: &str| {
-        curl(&[
-            "--cacert", &ca, "--cert", &cert, "--key", &key, "-u", user_pass, &url,
-        ])
-    };
     let reloaded = eventually(Duration::from_secs(10), || {
         let (_, out) = authed("prometheus:new-password");
         out.starts_with("200").then_some(())
@@ -413,16 +393,13 @@ fn real_prometheus_scrapes_the_agent_over_mtls() {
         ),
     )
     .expect("write");
-    let _prom = KillOnDrop(
+    let _prom = KillOnDrop::spawn(
         Command::new(prometheus)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
+            .arg("--log.level=warn"),
+        "start prometheus",
     );
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], prom_port));
     let query = |q: &str| -> Option<serde_json::Value> {

@@ -36,14 +36,10 @@ fn start_registry(bin: &Path, dir: &Path, port: u16, pki: &Pki) -> KillOnDrop {
         ),
     )
     .expect("write");
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start docker-registry");
-    let p = KillOnDrop(child);
+    let p = KillOnDrop::spawn(
+        Command::new(bin).arg("serve").arg(&cfg),
+        "start docker-registry",
+    );
     wait_until("docker-registry", Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -197,14 +193,10 @@ fn start_containerd(bin: &Path, dir: &Path) -> (KillOnDrop, PathBuf) {
         ),
     )
     .expect("write");
-    let child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start containerd");
-    let p = KillOnDrop(child);
+    let p = KillOnDrop::spawn(
+        Command::new(bin).arg("--config").arg(&cfg),
+        "start containerd",
+    );
     wait_until("containerd", Duration::from_secs(15), || {
         Command::new("ctr")
             .arg("--address")
@@ -285,17 +277,7 @@ fn apply(root: &Path, config: &Path) -> Value {
 }
 
 fn check_of<'a>(report: &'a Value, id: &str) -> (&'a str, &'a str) {
-    let c = report["checks"]
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|c| c["domain"] == "registry" && c["id"] == id)
-        })
-        .unwrap_or_else(|| panic!("no registry/{id} in {report:#}"));
-    (
-        c["status"].as_str().unwrap_or(""),
-        c["summary"].as_str().unwrap_or(""),
-    )
+    hybrid_node_agent_e2e::check_in(report, "registry", id)
 }
 
 /// A file the agent does not own, to prove it is never touched.
