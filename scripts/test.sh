@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The package tests need the .deb and .rpm (release build, cargo-deb,
 # cargo-generate-rpm): built under CI, or when asked with PACKAGE_TESTS=1.

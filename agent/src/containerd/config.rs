@@ -223,6 +223,9 @@ pub fn normalize_host(host: &str) -> String {
 }
 
 /// The table at `path`, created (implicitly, as dotted headers) if missing.
+/// An inline table on the way (`"io.containerd.grpc.v1.cri" = {}`) becomes a
+/// standard one, so keys can be added under it. `None` if something on the
+/// path is not a table at all.
 pub fn table_mut<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Option<&'a mut Table> {
     let mut cur: &mut Table = doc.as_table_mut();
     for key in path {
@@ -231,7 +234,11 @@ pub fn table_mut<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Option<&'a mut 
             t.set_implicit(true);
             cur.insert(key, Item::Table(t));
         }
-        cur = cur.get_mut(key)?.as_table_mut()?;
+        let item = cur.get_mut(key)?;
+        if let Some(inline) = item.as_inline_table() {
+            *item = Item::Table(inline.clone().into_table());
+        }
+        cur = item.as_table_mut()?;
     }
     Some(cur)
 }

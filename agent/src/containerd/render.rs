@@ -43,6 +43,10 @@ pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, S
 }
 
 fn remove_legacy_registry(doc: &mut DocumentMut, plugin: &str) {
+    // Look before reaching in: `get_mut` on a table inserts missing keys.
+    if get(doc.as_item(), &["plugins", plugin, "registry"]).is_none() {
+        return;
+    }
     let Some(registry) = doc
         .get_mut("plugins")
         .and_then(|p| p.get_mut(plugin))
@@ -252,6 +256,33 @@ mod tests {
             ),
             "{}",
             c.text
+        );
+    }
+
+    /// Found by the `containerd_toml` fuzz target: looking for the legacy
+    /// registry tables added an empty CRI table to a config that had none.
+    #[test]
+    fn looking_for_legacy_tables_adds_nothing() {
+        let text = "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[plugins.\"io.containerd>grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n";
+        let c = correct(text, Some("localhost/kubernetes/pause")).expect("corrects");
+        assert_eq!(c.text, text);
+    }
+
+    /// Found by the same target: a CRI plugin written as an inline table
+    /// could not be corrected ("not a table"), though containerd accepts it.
+    #[test]
+    fn inline_cri_table_is_corrected() {
+        let text =
+            "version = 2\n[plugins]\n\"io.containerd.grpc.v1.cri\" = { sandbox_image = \"x\" }\n";
+        let c = correct(text, None).expect("corrects");
+        let again = correct(&c.text, None).expect("the correction parses");
+        assert_eq!(again.text, c.text, "correcting twice changes nothing");
+        let parsed = ContainerdConfig::parse(&c.text).expect("valid TOML");
+        assert_eq!(parsed.sandbox_image().as_deref(), Some("x"));
+        assert!(
+            c.restored.iter().any(|r| r.contains("config_path")),
+            "{:?}",
+            c.restored
         );
     }
 

@@ -14,7 +14,7 @@ use hyper::header::{
     CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -84,12 +84,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .keep_alive(true);
+    let builder = http_builder();
     loop {
         // Past the limit, new connections wait in the kernel's backlog.
         let permit = tokio::select! {
@@ -103,14 +98,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let endpoint = endpoint.clone();
                     let web = web.get();
                     let tls = web.tls.clone();
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let endpoint = endpoint.clone();
-                        let web = web.clone();
-                        async move { Ok::<_, Infallible>(respond(&endpoint, &web, &req)) }
-                    });
+                    let service = Handler { endpoint: endpoint.clone(), web };
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
@@ -158,6 +148,35 @@ pub async fn serve(
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("HTTP connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
+    }
+}
+
+/// The HTTP/1 settings every connection is served with.
+pub fn http_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .keep_alive(true);
+    builder
+}
+
+/// The service behind every connection: [`respond`] under the web config
+/// that was current when the connection was accepted.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub endpoint: Arc<Endpoint>,
+    pub web: Arc<WebConfig>,
+}
+
+impl Service<Request<Incoming>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(respond(&self.endpoint, &self.web, &req)))
     }
 }
 

@@ -273,14 +273,38 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
 
     if !file.basic_auth_users.is_empty() {
         for (user, hash) in &file.basic_auth_users {
-            // A hash bcrypt cannot parse fails every login: say so now.
-            if bcrypt::verify("", hash).is_err() {
-                return Err(err(format!("basic_auth_users.{user}: not a bcrypt hash")));
-            }
+            check_bcrypt_hash(hash).map_err(|e| err(format!("basic_auth_users.{user}: {e}")))?;
         }
         out.auth = Some(BasicAuth::new(file.basic_auth_users.clone()));
     }
     Ok(out)
+}
+
+/// The highest bcrypt cost accepted: each new password is checked on the
+/// request path, and cost 14 already takes about a second.
+const MAX_BCRYPT_COST: u32 = 14;
+/// bcrypt's own minimum.
+const MIN_BCRYPT_COST: u32 = 4;
+
+/// A hash bcrypt cannot use fails every login, and a huge cost stalls every
+/// request that carries new credentials: say so at load. The hash is tried
+/// once at the lowest cost, so loading never runs the expensive rounds.
+fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
+    let parts: bcrypt::HashParts = hash
+        .parse()
+        .map_err(|_| "not a bcrypt hash (expected $2y$<cost>$<53 characters>)".to_owned())?;
+    let cost = parts.get_cost();
+    if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost) {
+        return Err(format!(
+            "bcrypt cost {cost} is outside {MIN_BCRYPT_COST}..={MAX_BCRYPT_COST}"
+        ));
+    }
+    // "$2b$NN$" then salt and digest; the same at cost 4.
+    let whole = parts.to_string();
+    let cheap = format!("$2b$04${}", whole.get(7..).unwrap_or_default());
+    bcrypt::verify("", &cheap)
+        .map(|_| ())
+        .map_err(|_| "not a bcrypt hash (its salt or digest is not bcrypt base64)".to_owned())
 }
 
 fn versions(
@@ -549,6 +573,10 @@ mod tests {
             ("tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n", "nope.crt"),
             ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS11\n", "not supported"),
             ("basic_auth_users:\n  u: plaintext\n", "not a bcrypt hash"),
+            // Cost 31 would take days to check one password: refused at load,
+            // without running it.
+            ("basic_auth_users:\n  u: $2y$31$ABCDEFGHIJKLMNOPQRSTUuABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n", "bcrypt cost 31 is outside 4..=14"),
+            ("basic_auth_users:\n  u: $2y$10$ABCDEFGHIJKLMNOPQRSTU!ABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n", "not bcrypt base64"),
             ("http_server_config:\n  headers:\n    Content-Type: text/html\n", "may not be set"),
             ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  bogus: 1\n", "unknown field `bogus`"),
         ];

@@ -63,8 +63,14 @@ impl Desired {
 
     /// The endpoints containerd will try, in order: the mirrors, then the
     /// registry itself unless `mirror_only`.
+    /// A URL listed twice is tried once (hosts.toml has one entry per URL).
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        let mut out = self.mirrors.clone();
+        let mut out: Vec<Endpoint> = Vec::with_capacity(self.mirrors.len() + 1);
+        for m in &self.mirrors {
+            if !out.iter().any(|e| e.url == m.url) {
+                out.push(m.clone());
+            }
+        }
         if !self.mirror_only || out.is_empty() {
             if let Some(up) = self.upstream() {
                 if !out.iter().any(|e| e.url == up) {
@@ -183,6 +189,28 @@ mod tests {
             mirror_only: true,
             system_trust: true,
         }
+    }
+
+    /// Found by the `hosts_toml` fuzz target: a mirror listed twice gave
+    /// two endpoints but one hosts.toml entry.
+    #[test]
+    fn a_mirror_listed_twice_is_one_endpoint() {
+        let mut e = agent_entry("harbor.example.internal");
+        e.mirrors.push(e.mirrors[0].clone());
+        e.mirror_only = false;
+        let m = merge(&[e], &[], false);
+        let urls: Vec<String> = m.registries[0]
+            .endpoints()
+            .into_iter()
+            .map(|e| e.url)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mirror.local:8443",
+                "https://harbor.example.internal"
+            ]
+        );
     }
 
     #[test]

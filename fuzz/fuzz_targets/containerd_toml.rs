@@ -1,0 +1,39 @@
+//! The NodeConfig's embedded `containerd.config`: the merged-config analysis
+//! and the correction `render` offers. Invariants: no panic; check ids carry
+//! no input; a correction is valid TOML that, corrected again, stays the same.
+#![no_main]
+
+use hybrid_node_agent::containerd::effective::{analyze, ConfigSet, Context};
+use hybrid_node_agent::containerd::render::correct;
+use hybrid_node_agent::host::Host;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let host = Host::new("/nonexistent-fuzz-root");
+    let ctx = Context {
+        host: &host,
+        tool: None,
+    };
+    for check in analyze(&ConfigSet::projected(Some(text)), &ctx) {
+        assert!(
+            check
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "check id {:?} is not a fixed identifier",
+            check.id
+        );
+    }
+    if let Ok(fixed) = correct(text, Some("localhost/kubernetes/pause")) {
+        let again = correct(&fixed.text, Some("localhost/kubernetes/pause"))
+            .unwrap_or_else(|e| panic!("the correction does not parse: {e}\n{}", fixed.text));
+        assert_eq!(again.text, fixed.text, "correcting twice changed the text");
+        assert!(
+            again.moved.is_empty(),
+            "registries left after the correction"
+        );
+    }
+});
