@@ -117,12 +117,76 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
+    if let Some(name) = name.to_str() {
+        remove_stale_temps(dir, |target| target == name);
+    }
     result
+}
+
+/// Removes the temp files [`write_atomic`] left in `dir` when its process
+/// was killed between creating and renaming them: `.<target>.tmp.<pid>`
+/// whose pid is no longer running and whose target the caller `owns`.
+/// Nothing else is touched.
+pub fn remove_stale_temps(dir: &Path, owns: impl Fn(&str) -> bool) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file = entry.file_name();
+        let Some((target, pid)) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix('.'))
+            .and_then(|f| f.rsplit_once(".tmp."))
+            .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))
+        else {
+            continue;
+        };
+        if !owns(target) {
+            continue;
+        }
+        // EPERM: running, as another user.
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        let alive = pid == i32::try_from(std::process::id()).unwrap_or(0) || !gone;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !alive && is_file {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_files_of_killed_writers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let keep = [
+            ".hosts.toml.tmp.1".to_owned(), // pid 1 is always running
+            ".hosts.toml.tmp.x".to_owned(),
+            "hosts.toml.tmp.7".to_owned(),
+            format!(".other.toml.tmp.{dead}"),
+        ];
+        for f in &keep {
+            fs::write(dir.path().join(f), "x").expect("write");
+        }
+        let stale = dir.path().join(format!(".hosts.toml.tmp.{dead}"));
+        fs::write(&stale, "half a file").expect("write");
+        write_atomic(&dir.path().join("hosts.toml"), b"whole\n", 0o644).expect("write");
+        assert!(!stale.exists(), "the killed writer's temp file is gone");
+        for f in &keep {
+            assert!(
+                dir.path().join(f).exists(),
+                "{f} is not the agent's to remove"
+            );
+        }
+    }
 
     #[test]
     fn paths_stay_under_the_root() {

@@ -188,6 +188,11 @@ fn inventory(
 ) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let scan = |dir: &str, prefix: &str, found: &mut BTreeSet<String>| {
+        // Temp files of an agent killed mid-write (before the header was in).
+        crate::host::remove_stale_temps(&host.path(dir), |target| {
+            target.starts_with(prefix)
+                && (target == "hosts.toml" || target.ends_with(".crt") || target.ends_with(".pem"))
+        });
         let Ok(entries) = std::fs::read_dir(host.path(dir)) else {
             return;
         };
@@ -615,7 +620,14 @@ mod tests {
         run(&h, &[desired("harbor.local", None)], &mut ledger);
         let tmp = h.path(format!("{CERTS_D}/harbor.local/.hosts.toml.tmp.999"));
         std::fs::write(&tmp, format!("{MANAGED_HEADER}\npartial")).expect("write");
+        // Killed before a byte was written: no header to recognise it by.
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let empty = h.path(format!("{CERTS_D}/harbor.local/.hosts.toml.tmp.{dead}"));
+        std::fs::write(&empty, "").expect("write");
         let o = run(&h, &[desired("harbor.local", None)], &mut ledger);
         assert!(!tmp.exists(), "{o:?}");
+        assert!(!empty.exists(), "{o:?}");
     }
 }
