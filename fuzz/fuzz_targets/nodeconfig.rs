@@ -50,16 +50,22 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|h| h.ssm.as_ref())
         .map(|s| s.activation_code.expose().to_owned());
     if let Some(code) = code.filter(|c| c.len() >= 12) {
-        for c in &checks {
-            assert!(
-                !c.summary.contains(&code),
-                "activation code in {:?}",
-                c.summary
-            );
-            assert!(
-                !c.remedy.as_deref().unwrap_or("").contains(&code),
-                "activation code in a remedy"
-            );
+        let said = |checks: &[hybrid_node_agent::check::Check]| {
+            checks.iter().any(|c| {
+                c.summary.contains(&code) || c.remedy.as_deref().unwrap_or("").contains(&code)
+            })
+        };
+        if said(&checks) {
+            // Leaked, or the code happens to spell part of a fixed message:
+            // with another code of the same length, a fixed message stays.
+            let other: String = code
+                .chars()
+                .map(|c| if c == 'Q' { 'R' } else { 'Q' })
+                .collect();
+            let again = match evaluate(&text.replace(&code, &other), path, &host, now) {
+                Ok((_, c)) | Err(c) => c,
+            };
+            assert!(said(&again), "activation code in a message: {checks:?}");
         }
     }
 });

@@ -247,6 +247,15 @@ pub fn table_mut<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Option<&'a mut 
 mod tests {
     use super::*;
 
+    /// Found by the `containerd_toml` fuzz target: toml_edit 0.23 panicked
+    /// ("all items have spans") on this; a NodeConfig carrying it crashed
+    /// `check`. Fixed by toml_edit 0.25.
+    #[test]
+    fn malformed_toml_is_an_error_not_a_panic() {
+        let e = ContainerdConfig::parse("=={\n.").expect_err("not TOML");
+        assert!(e.message().contains("expected"), "{}", e.message());
+    }
+
     const HARBOR: &str = r#"version = 2
 [plugins."io.containerd.grpc.v1.cri".registry]
   config_path = "/etc/containerd/certs.d"
