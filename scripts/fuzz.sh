@@ -86,6 +86,8 @@ run_one() { # target -> writes fuzz/corpus/.log/<target>.log
       return 1
     fi
   fi
+  local start=$SECONDS
+  trap 'echo $((SECONDS - start)) > "$log.seconds"' RETURN
   "$bin_dir/$t" "fuzz/corpus/$t" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
     -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
@@ -99,7 +101,7 @@ summary() { # target status
   cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
   printf '%-16s %-6s %6ss %12s execs %8s exec/s  cov %6s  corpus %6s\n' \
-    "$t" "$2" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$corpus"
+    "$t" "$2" "$(cat "$log.seconds" 2>/dev/null || echo '?')" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$corpus"
 }
 
 failed=0

@@ -23,6 +23,8 @@
 #  - a reload not reported (last_reload_successful 1 after a good one,
 #    0 after a broken one);
 #  - a secret (activation code, registry password) in the agent's log;
+#  - a start with a broken config not refused at once (exit 64, naming
+#    the file);
 #  - SIGTERM not ending the agent cleanly within 10 s, or no /healthz within
 #    10 s of a start.
 set -euo pipefail
@@ -94,7 +96,11 @@ def write_nodeconfig():
             f.flush()
             f.write(text[len(text) // 2:])
 
+config_broken = False
+
 def agent_config(broken=False):
+    global config_broken
+    config_broken = broken
     out = [f'[agent]\nlisten = "127.0.0.1:{port}"\nprobe_timeout = "5s"\n',
            '[lifecycle]\ninterval = "5s"\nkubelet_healthz = "127.0.0.1:9"\n',
            '[nodeconfig]\ninterval = "10s"\n',
@@ -176,6 +182,14 @@ class Agent:
         self.samples = []  # (elapsed in this life, rss KiB, fds)
 
     def start(self):
+        if config_broken:
+            # What systemd's restart would meet: a clear refusal, at once.
+            r = subprocess.run([agent_bin, "--root", root, "--config", cfg_path, "run"],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 64 or "agent.toml" not in r.stderr:
+                fail(f"start with a broken config: exit {r.returncode}, stderr {r.stderr.strip()[:200]!r}")
+            stats["refused_starts"] += 1
+            agent_config()
         self.log = open(log_path, "a")
         self.proc = subprocess.Popen([agent_bin, "--root", root, "--config", cfg_path, "run"],
                                      stdout=subprocess.DEVNULL, stderr=self.log)
@@ -226,7 +240,7 @@ class Agent:
             fail(f"fds grew from {base[2]} (minute 1) to {end[2]} over a {end[0]/60:.0f}-minute life")
 
 lives = []
-stats = {"scrapes": 0, "errors": 0, "restarts": 0, "sigkill": 0, "sigterm": 0, "nodeconfig": 0, "reloads": 0, "broken_reloads": 0, "files_checked": 0}
+stats = {"scrapes": 0, "errors": 0, "restarts": 0, "sigkill": 0, "sigterm": 0, "nodeconfig": 0, "reloads": 0, "broken_reloads": 0, "files_checked": 0, "refused_starts": 0}
 first = None
 
 def report():
