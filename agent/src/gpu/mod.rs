@@ -51,6 +51,29 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// Drops every reading that would otherwise stay frozen at its last
+    /// value while NVML cannot be read. Counters stay: they are totals.
+    fn forget_readings(&self) {
+        self.count.set(0);
+        for f in [
+            &self.info,
+            &self.driver_info,
+            &self.ecc_enabled,
+            &self.remap_pending,
+            &self.remap_failed,
+            &self.pcie_gen,
+            &self.pcie_width,
+            &self.nvlink_up,
+            &self.clock_event,
+            &self.persistence,
+        ] {
+            f.clear();
+        }
+        for f in [&self.temperature, &self.power, &self.power_limit] {
+            f.clear();
+        }
+    }
+
     fn register(r: &mut Registry) -> Self {
         let m = Metrics::default();
         r.register(
@@ -435,7 +458,10 @@ impl Domain for GpuDomain {
         let why = why.join(", ");
         let mut out = match self.driver_check(expected, &why) {
             Ok(c) => vec![c],
-            Err(checks) => return checks,
+            Err(checks) => {
+                self.metrics.forget_readings();
+                return checks;
+            }
         };
 
         // Count: NVML, expectation, device nodes; readings.
@@ -768,6 +794,50 @@ mod tests {
         let c = d.run();
         assert_eq!(status(&c, "count"), Status::Fail);
         assert!(c.iter().any(|c| c.summary.contains("fell off the bus")));
+    }
+
+    /// Fault injection: NVML stops answering mid-run (the driver is being
+    /// reloaded, or the library errors), then comes back. The check fails
+    /// and says why, the per-GPU series are not left frozen at their last
+    /// healthy values, and the next good sweep recovers by itself.
+    #[test]
+    fn nvml_failing_mid_run_fails_then_recovers_by_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = h100_host(dir.path(), 2);
+        let src = FakeSource::default();
+        let healthy = |s: &mut super::fake::Script| {
+            s.driver = driver("580.65.06");
+            s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))];
+        };
+        src.set(healthy);
+        let (mut d, registry) = domain(&src, &h, |c| c.gpu.expected_count = Some(2));
+        let encode = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+            text
+        };
+        assert_eq!(status(&d.run(), "count"), Status::Pass);
+        assert!(encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""));
+
+        src.set(|s| {
+            s.driver = Some(Err(SourceError::Other(
+                "NVML call failed: Unknown Error".into(),
+            )))
+        });
+        let c = d.run();
+        assert_eq!(status(&c, "driver"), Status::Fail, "{c:?}");
+        assert!(c[0].summary.contains("Unknown Error"), "{c:?}");
+        assert!(
+            !encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""),
+            "stale per-GPU series after NVML failed:\n{}",
+            encode()
+        );
+
+        src.set(healthy);
+        let c = d.run();
+        assert_eq!(status(&c, "driver"), Status::Pass, "{c:?}");
+        assert_eq!(status(&c, "count"), Status::Pass, "{c:?}");
+        assert!(encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""));
     }
 
     #[test]
