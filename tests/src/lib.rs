@@ -119,10 +119,28 @@ impl Agent {
     /// Starts `run --listen 127.0.0.1:<free port>` with extra args and
     /// environment; stderr goes to `log` if given.
     pub fn start(args: &[&str], envs: &[(&str, &str)], log: Option<&Path>) -> Agent {
+        Agent::start_via(&[], &agent_bin(), args, envs, log)
+    }
+
+    /// [`Agent::start`] of `bin` through a wrapper command (`setpriv …`).
+    pub fn start_via(
+        wrapper: &[&str],
+        bin: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Agent {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listen = addr.to_string();
-        let mut cmd = Command::new(agent_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(args)
             .args(["run", "--listen", &listen])
             .env_remove("RUST_LOG")
@@ -164,6 +182,40 @@ impl Agent {
     pub fn signal(&self, sig: Signal) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
         nix::sys::signal::kill(pid, sig).expect("send signal");
+    }
+
+    /// `(status, summary)` of check `domain`/`id` in `/status` now.
+    pub fn check(&self, domain: &str, id: &str) -> Option<(String, String)> {
+        let r = http_get(self.addr, "/status", &[]).ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        let c = doc["domains"][domain]["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == id)?
+            .clone();
+        Some((
+            c["status"].as_str()?.to_owned(),
+            c["summary"].as_str()?.to_owned(),
+        ))
+    }
+
+    /// Waits up to `timeout` for check `domain`/`id` to satisfy `want`;
+    /// panics with what it last said.
+    pub fn wait_check(
+        &self,
+        domain: &str,
+        id: &str,
+        timeout: Duration,
+        want: impl Fn(&str, &str) -> bool,
+    ) -> (String, String) {
+        let mut last = None;
+        eventually(timeout, || {
+            last = self.check(domain, id);
+            last.clone().filter(|(s, m)| want(s, m))
+        })
+        .unwrap_or_else(|| {
+            panic!("{domain}/{id} never as expected within {timeout:?}; last: {last:?}")
+        })
     }
 
     pub fn metrics(&self) -> String {

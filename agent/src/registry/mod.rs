@@ -368,7 +368,11 @@ impl Domain for RegistryDomain {
             for p in &outcome.drift_restored {
                 tracing::warn!(path = %p, "managed file was edited by hand; restored");
             }
-            if outcome.trust_changed {
+            // The tool also runs again after it failed (or when this process
+            // has not run it yet): anchors written by a run whose tool failed
+            // must still reach the bundle once the tool works.
+            let unconfirmed = !matches!(self.trust_update, Some(Ok(_)));
+            if outcome.trust_changed || (unconfirmed && wants_trust(&merged.registries, &plan)) {
                 if let Some(f) = family {
                     let r = self.trust_tool.update(f, &self.host);
                     if let Err(e) = &r {
@@ -390,6 +394,12 @@ impl Domain for RegistryDomain {
         self.export(&plan, &outcome, &probes);
         checks(&merged, &plan, &outcome, &probes, family, self, apply)
     }
+}
+
+/// Whether any registry's CA goes into the OS trust store.
+fn wants_trust(regs: &[desired::Desired], plan: &Plan) -> bool {
+    regs.iter()
+        .any(|r| r.system_trust && plan.cas.iter().any(|(h, _)| *h == r.host))
 }
 
 fn checks(
@@ -488,10 +498,7 @@ fn checks(
     };
     out.push(files);
 
-    let wants_trust = regs
-        .iter()
-        .any(|r| r.system_trust && plan.cas.iter().any(|(h, _)| *h == r.host));
-    out.push(match (wants_trust, family, &d.trust_update) {
+    out.push(match (wants_trust(regs, plan), family, &d.trust_update) {
         (false, _, _) => Check::not_applicable(DOMAIN, "trust_store", "no CA to install in the OS trust store"),
         (true, None, _) => Check::new(DOMAIN, "trust_store", Status::Warn, "OS family not recognised from /etc/os-release: CAs not installed in the OS trust store")
             .with_remedy("install the CA with the distribution's tool, or set system_trust = false"),
