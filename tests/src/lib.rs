@@ -456,6 +456,10 @@ impl Drop for TlsServer {
 pub struct KillOnDrop(pub Child);
 
 impl KillOnDrop {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Spawns `cmd` with its output discarded; `what` names it in a panic.
     pub fn spawn(cmd: &mut Command, what: &str) -> KillOnDrop {
         let child = cmd

@@ -436,3 +436,63 @@ fn containerd_missing_then_installed_is_picked_up() {
     });
     assert!(why.contains("containerd config dump"), "{why}");
 }
+
+#[test]
+fn reload_onto_a_taken_port_keeps_serving_on_the_old_one() {
+    use hybrid_node_agent_e2e::{free_port, http_get, sample, KillOnDrop};
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    let cfg = r.join("agent.toml");
+    let first = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr");
+    let listen = |addr: std::net::SocketAddr| {
+        std::fs::write(&cfg, format!("[agent]\nlisten = \"{addr}\"\n")).expect("write");
+    };
+    listen(first);
+    let agent = KillOnDrop::spawn(
+        Command::new(hybrid_node_agent_e2e::agent_bin()).args([
+            "--root",
+            r.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "run",
+        ]),
+        "agent",
+    );
+    let healthy = |addr| http_get(addr, "/healthz", &[]).is_ok_and(|h| h.status == 200);
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(agent.pid()).expect("pid")),
+            Signal::SIGHUP,
+        )
+        .expect("SIGHUP")
+    };
+    assert!(hybrid_node_agent_e2e::eventually(SOON, || healthy(first).then_some(())).is_some());
+
+    listen(taken);
+    hup();
+    let reloaded = hybrid_node_agent_e2e::eventually(SOON, || {
+        let m = http_get(first, "/metrics", &[]).ok()?.body;
+        (sample(
+            &m,
+            "hybrid_node_agent_config_reloads_total{result=\"failure\"}",
+        )? >= 1.0)
+            .then_some(m)
+    })
+    .expect("the failed reload is counted, on the old address");
+    assert_eq!(
+        sample(&reloaded, "hybrid_node_agent_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert!(healthy(first), "still serving where it was");
+
+    // The port is freed; the next reload moves, and the old one is released.
+    drop(holder);
+    hup();
+    assert!(hybrid_node_agent_e2e::eventually(SOON, || healthy(taken).then_some(())).is_some());
+    assert!(
+        hybrid_node_agent_e2e::eventually(SOON, || (!healthy(first)).then_some(())).is_some(),
+        "the old address is released"
+    );
+}

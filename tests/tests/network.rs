@@ -342,3 +342,116 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
         loss + half
     );
 }
+
+/// Fault injection: the target stops answering echo mid-run. The loss check
+/// fails and says so, the agent keeps serving without spinning, and once the
+/// target answers again replies are counted again by themselves.
+#[test]
+fn target_that_stops_answering_fails_loss_and_recovers() {
+    let Some(t) = Topology::new(1500, 1500, 1500) else {
+        return;
+    };
+    let Some(curl) = require_tool("curl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[network]\napi_server = false\ninterval = \"2s\"\necho_rate = 20.0\necho_timeout = \"300ms\"\n[[network.target]]\nname = \"server\"\naddress = \"{SERVER}\"\nexpected_mtu = 1500\n"
+        ),
+    )
+    .expect("write");
+    let port = free_port();
+    let bin = agent_bin();
+    let agent = KillOnDrop::spawn(
+        &mut t.exec(
+            &t.client,
+            bin.to_str().expect("utf-8"),
+            &[
+                "--root",
+                dir.path().to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
+        "agent",
+    );
+    let get = |path: &str| -> Option<String> {
+        let out = t
+            .exec(
+                &t.client,
+                curl.to_str().expect("utf-8"),
+                &["-sf", &format!("http://127.0.0.1:{port}{path}")],
+            )
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let check = |id: &str| -> Option<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(&get("/status")?).ok()?;
+        let c = doc["domains"]["network"]["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == id)?
+            .clone();
+        Some((
+            c["status"].as_str()?.to_owned(),
+            c["summary"].as_str()?.to_owned(),
+        ))
+    };
+    let replies = || {
+        get("/metrics")
+            .and_then(|m| sample(&m, "hybrid_node_net_icmp_replies_total{target=\"server\"}"))
+    };
+    eventually(Duration::from_secs(20), || {
+        check("latency/server").filter(|(s, _)| s == "pass")
+    })
+    .expect("latency passes while the target answers");
+
+    // The target goes quiet.
+    t.sysctl(&t.server, "net.ipv4.icmp_echo_ignore_all=1");
+    let cpu_before = cpu_seconds(agent.pid());
+    let (_, summary) = eventually(Duration::from_secs(20), || {
+        check("loss/server").filter(|(s, _)| s == "fail")
+    })
+    .expect("loss fails while the target is silent");
+    assert!(summary.contains("critical"), "{summary}");
+    let quiet = replies().expect("replies");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(replies(), Some(quiet), "no replies while silent");
+    // Still serving, and not spinning: 20 echoes/s cost little CPU.
+    let cpu = cpu_seconds(agent.pid()) - cpu_before;
+    assert!(cpu < 2.0, "{cpu:.2} s of CPU while the target was silent");
+
+    // It answers again: replies resume, latency still measured.
+    t.sysctl(&t.server, "net.ipv4.icmp_echo_ignore_all=0");
+    eventually(Duration::from_secs(20), || {
+        replies().filter(|r| *r >= quiet + 20.0)
+    })
+    .expect("replies counted again");
+    let (s, summary) = check("latency/server").expect("latency");
+    assert_eq!(s, "pass", "{summary}");
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    ticks / hz as f64
+}
