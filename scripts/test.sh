@@ -16,3 +16,8 @@ fi
 # The black-box tests drive the built binary.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# Every fuzz target for a short, bounded time (and the crashes found so far
+# replayed): under CI, or when asked with FUZZ_SECONDS.
+if [ "${CI:-}" = "true" ] || [ -n "${FUZZ_SECONDS:-}" ]; then
+  JOBS=${JOBS:-$(nproc)} scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fi
