@@ -5,7 +5,7 @@
 #![no_main]
 
 use hybrid_node_agent::facts::Facts;
-use hybrid_node_agent::metrics::server::{http_builder, Endpoint, Handler};
+use hybrid_node_agent::metrics::server::{http_builder, verify_slots, Endpoint, Handler};
 use hybrid_node_agent::metrics::webconfig::WebConfig;
 use hybrid_node_agent::metrics::{new_registry, CoreMetrics};
 use hybrid_node_agent::state::Cache;
@@ -38,14 +38,15 @@ fn world() -> &'static World {
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            handler: Handler {
-                endpoint: Arc::new(Endpoint {
+            handler: Handler::new(
+                Arc::new(Endpoint {
                     registry: Arc::new(registry),
                     cache,
                     facts: Facts::default(),
                 }),
-                web: Arc::new(web),
-            },
+                Arc::new(web),
+                verify_slots(),
+            ),
         }
     })
 }

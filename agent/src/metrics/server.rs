@@ -2,13 +2,13 @@
 //! HTTP/1 server. Every response is built from cached state; nothing here
 //! waits on a probe.
 
-use super::webconfig::WebConfig;
+use super::webconfig::{Decision, WebConfig};
 use super::{encode, Format};
 use crate::check::Tally;
 use crate::facts::Facts;
 use crate::state::{Cache, Snapshot};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING,
     CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
@@ -85,6 +85,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let builder = http_builder();
+    let verify_slots = verify_slots();
     loop {
         // Past the limit, new connections wait in the kernel's backlog.
         let permit = tokio::select! {
@@ -100,7 +101,7 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let web = web.get();
                     let tls = web.tls.clone();
-                    let service = Handler { endpoint: endpoint.clone(), web };
+                    let service = Handler::new(endpoint.clone(), web, verify_slots.clone());
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
@@ -162,37 +163,95 @@ pub fn http_builder() -> http1::Builder {
     builder
 }
 
-/// The service behind every connection: [`respond`] under the web config
-/// that was current when the connection was accepted.
+/// bcrypt verifications of new credentials run at most this many at a time,
+/// on the blocking pool; credentials already verified never wait for them.
+const VERIFY_SLOTS: usize = 2;
+
+/// The service behind every connection: the web config that was current
+/// when the connection was accepted, basic auth, then the route.
 #[derive(Debug, Clone)]
 pub struct Handler {
-    pub endpoint: Arc<Endpoint>,
-    pub web: Arc<WebConfig>,
+    endpoint: Arc<Endpoint>,
+    web: Arc<WebConfig>,
+    verify_slots: Arc<Semaphore>,
 }
 
-impl Service<Request<Incoming>> for Handler {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        std::future::ready(Ok(respond(&self.endpoint, &self.web, &req)))
+impl Handler {
+    /// `verify_slots` is shared by every connection (see [`verify_slots`]).
+    pub fn new(endpoint: Arc<Endpoint>, web: Arc<WebConfig>, verify_slots: Arc<Semaphore>) -> Self {
+        Handler {
+            endpoint,
+            web,
+            verify_slots,
+        }
     }
 }
 
-/// Answers one request under the web config: basic auth first, then the
-/// route, then the configured headers.
-pub fn respond<B>(endpoint: &Endpoint, web: &WebConfig, req: &Request<B>) -> Response<Body> {
-    let mut r = match &web.auth {
-        Some(auth) if !auth.allows(req.headers().get(AUTHORIZATION)) => {
-            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"hybrid-node-agent\""),
-            );
-            r
-        }
-        _ => handle(endpoint, req),
+/// The bcrypt slots one server shares between its connections.
+pub fn verify_slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(VERIFY_SLOTS))
+}
+
+type Answer = Result<Response<Body>, Infallible>;
+
+impl<B: Send + 'static> Service<Request<B>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let authorized = match &self.web.auth {
+            None => true,
+            Some(auth) => match auth.decide(req.headers().get(AUTHORIZATION)) {
+                Decision::Known(ok) => ok,
+                Decision::Verify(pending) => {
+                    // bcrypt is slow on purpose: never on the runtime thread,
+                    // which must keep serving scrapes meanwhile.
+                    let this = self.clone();
+                    return Box::pin(async move {
+                        let ok = match this.verify_slots.clone().acquire_owned().await {
+                            Ok(permit) => {
+                                let web = this.web.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let _permit = permit;
+                                    web.auth.as_ref().is_some_and(|a| a.verify(pending))
+                                })
+                                .await
+                                .unwrap_or(false)
+                            }
+                            Err(_) => false,
+                        };
+                        Ok(answer(&this.endpoint, &this.web, &req, ok))
+                    });
+                }
+            },
+        };
+        Box::pin(std::future::ready(Ok(answer(
+            &self.endpoint,
+            &self.web,
+            &req,
+            authorized,
+        ))))
+    }
+}
+
+/// Answers one request under the web config once basic auth is decided:
+/// 401 or the route, then the configured headers.
+pub fn answer<B>(
+    endpoint: &Endpoint,
+    web: &WebConfig,
+    req: &Request<B>,
+    authorized: bool,
+) -> Response<Body> {
+    let mut r = if authorized {
+        handle(endpoint, req)
+    } else {
+        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"hybrid-node-agent\""),
+        );
+        r
     };
     for (name, value) in &web.headers {
         r.headers_mut().insert(name.clone(), value.clone());
@@ -345,6 +404,62 @@ mod tests {
             parts.headers,
             String::from_utf8_lossy(&bytes).into_owned(),
         )
+    }
+
+    /// A flood of requests with new (wrong) credentials, each a bcrypt run,
+    /// must not hold up a scrape whose credentials were already verified:
+    /// bcrypt runs on the blocking pool, two at a time.
+    #[tokio::test(flavor = "current_thread")]
+    async fn bcrypt_never_blocks_scrapes_with_known_credentials() {
+        use base64::Engine;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = bcrypt::hash("good", 10).expect("hash");
+        let file = dir.path().join("web.yml");
+        std::fs::write(&file, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
+        let web = crate::metrics::webconfig::load(&crate::host::Host::new("/"), &file)
+            .expect("web config");
+        let handler = Handler::new(Arc::new(endpoint()), Arc::new(web), verify_slots());
+        let request = |user: &str, password: &str| {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            Request::builder()
+                .uri("/healthz")
+                .header(AUTHORIZATION, format!("Basic {token}"))
+                .body(())
+                .expect("request")
+        };
+        // Prometheus's credentials, verified once.
+        let first = handler
+            .call(request("prometheus", "good"))
+            .await
+            .expect("answer");
+        assert_eq!(first.status(), StatusCode::OK);
+
+        let done = Arc::new(AtomicUsize::new(0));
+        let mut flood = Vec::new();
+        for i in 0..8 {
+            let (h, done) = (handler.clone(), done.clone());
+            let req = request("mallory", &format!("guess-{i}"));
+            flood.push(tokio::spawn(async move {
+                let r = h.call(req).await.expect("answer");
+                done.fetch_add(1, Ordering::SeqCst);
+                r.status()
+            }));
+        }
+        tokio::task::yield_now().await;
+        let scrape = handler
+            .call(request("prometheus", "good"))
+            .await
+            .expect("answer");
+        assert_eq!(scrape.status(), StatusCode::OK);
+        assert!(
+            done.load(Ordering::SeqCst) < 8,
+            "the known scrape waited for every bcrypt run of the flood"
+        );
+        for f in flood {
+            assert_eq!(f.await.expect("task"), StatusCode::UNAUTHORIZED);
+        }
     }
 
     #[tokio::test]

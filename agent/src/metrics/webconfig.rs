@@ -359,6 +359,28 @@ pub struct BasicAuth {
 }
 
 const CACHE_LIMIT: usize = 1024;
+
+/// What [`BasicAuth::decide`] could tell without bcrypt.
+#[derive(Debug)]
+pub enum Decision {
+    Known(bool),
+    Verify(Pending),
+}
+
+/// Credentials waiting for a bcrypt verification.
+pub struct Pending {
+    user: String,
+    password: String,
+    key: u64,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
 /// Verified against for unknown users, so their answer takes as long as a
 /// known user's.
 fn dummy_hash() -> &'static str {
@@ -375,22 +397,33 @@ impl BasicAuth {
         }
     }
 
-    /// Whether an `Authorization` header value grants access.
+    /// Whether an `Authorization` header value grants access. Runs bcrypt
+    /// for credentials not seen before: call it off the async runtime
+    /// (or use [`BasicAuth::decide`]).
     pub fn allows(&self, header: Option<&HeaderValue>) -> bool {
+        match self.decide(header) {
+            Decision::Known(ok) => ok,
+            Decision::Verify(v) => self.verify(v),
+        }
+    }
+
+    /// Answers at once when it can (no or malformed credentials, or ones
+    /// already verified); otherwise says what must still be verified.
+    pub fn decide(&self, header: Option<&HeaderValue>) -> Decision {
         let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| {
             h.strip_prefix("Basic ")
                 .or_else(|| h.strip_prefix("basic "))
         }) else {
-            return false;
+            return Decision::Known(false);
         };
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
+            return Decision::Known(false);
         };
         let Some((user, password)) = std::str::from_utf8(&decoded)
             .ok()
             .and_then(|s| s.split_once(':'))
         else {
-            return false;
+            return Decision::Known(false);
         };
         let key = {
             let mut h = self.hasher.build_hasher();
@@ -404,12 +437,21 @@ impl BasicAuth {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return *v;
+            return Decision::Known(*v);
         }
-        let ok = match self.users.get(user) {
-            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        Decision::Verify(Pending {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            key,
+        })
+    }
+
+    /// Runs bcrypt for `p` (slow on purpose) and remembers the answer.
+    pub fn verify(&self, p: Pending) -> bool {
+        let ok = match self.users.get(&p.user) {
+            Some(hash) => bcrypt::verify(&p.password, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(password, dummy_hash());
+                let _ = bcrypt::verify(&p.password, dummy_hash());
                 false
             }
         };
@@ -417,7 +459,7 @@ impl BasicAuth {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, ok);
+        cache.insert(p.key, ok);
         ok
     }
 }
