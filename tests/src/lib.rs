@@ -186,17 +186,7 @@ impl Agent {
 
     /// `(status, summary)` of check `domain`/`id` in `/status` now.
     pub fn check(&self, domain: &str, id: &str) -> Option<(String, String)> {
-        let r = http_get(self.addr, "/status", &[]).ok()?;
-        let doc: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        let c = doc["domains"][domain]["checks"]
-            .as_array()?
-            .iter()
-            .find(|c| c["id"] == id)?
-            .clone();
-        Some((
-            c["status"].as_str()?.to_owned(),
-            c["summary"].as_str()?.to_owned(),
-        ))
+        status_check(&http_get(self.addr, "/status", &[]).ok()?.body, domain, id)
     }
 
     /// Waits up to `timeout` for check `domain`/`id` to satisfy `want`;
@@ -476,6 +466,84 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// `(status, summary)` of check `domain`/`id` in a `/status` document.
+pub fn status_check(body: &str, domain: &str, id: &str) -> Option<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(body).ok()?;
+    let c = doc["domains"][domain]["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["summary"].as_str()?.to_owned(),
+    ))
+}
+
+/// A root whose /etc/os-release says RHEL, with a fake `update-ca-trust`
+/// in `<root>/fakebin` (put first on the agent's `path`).
+#[derive(Debug)]
+pub struct RhelRoot {
+    pub dir: tempfile::TempDir,
+    pub tool: PathBuf,
+    /// Where the recording tool writes its arguments, one call a line.
+    pub calls: PathBuf,
+    pub path: String,
+}
+
+impl RhelRoot {
+    pub fn new() -> RhelRoot {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).expect("mkdir");
+        std::fs::write(
+            r.join("etc/os-release"),
+            "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n",
+        )
+        .expect("write");
+        let bin = r.join("fakebin");
+        std::fs::create_dir(&bin).expect("mkdir");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let root = RhelRoot {
+            tool: bin.join("update-ca-trust"),
+            calls: r.join("calls.log"),
+            path,
+            dir,
+        };
+        root.install_tool(&root.recording_tool());
+        root
+    }
+
+    /// A tool that appends its arguments to `calls` and, like the real
+    /// one, builds the bundle from the anchors.
+    pub fn recording_tool(&self) -> String {
+        let r = self.dir.path().display();
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nmkdir -p {r}/etc/pki/tls/certs\ncat {r}/etc/pki/ca-trust/source/anchors/*.pem > {r}/etc/pki/tls/certs/ca-bundle.crt 2>/dev/null\nexit 0\n",
+            self.calls.display()
+        )
+    }
+
+    /// Replaces the tool at once (rename), with `script`.
+    pub fn install_tool(&self, script: &str) {
+        let tmp = self.tool.with_file_name(".tool");
+        std::fs::write(&tmp, script).expect("write tool");
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        std::fs::rename(&tmp, &self.tool).expect("install tool");
+    }
+}
+
+impl Default for RhelRoot {
+    fn default() -> Self {
+        RhelRoot::new()
     }
 }
 

@@ -339,34 +339,14 @@ fn a_managed_path_replaced_by_a_symlink_or_directory_is_never_followed() {
 
 #[test]
 fn trust_tool_failing_or_missing_is_reported_and_retried() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let r = root.path();
-    std::fs::create_dir_all(r.join("etc")).expect("mkdir");
-    std::fs::write(
-        r.join("etc/os-release"),
-        "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n",
-    )
-    .expect("write");
-    let bin = r.join("fakebin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    let tool = bin.join("update-ca-trust");
-    let calls = r.join("calls.log");
-    let install = |script: &str| {
-        let tmp = bin.join(".tool");
-        std::fs::write(&tmp, script).expect("write tool");
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
-        std::fs::rename(&tmp, &tool).expect("install tool");
-    };
+    let rhel = hybrid_node_agent_e2e::RhelRoot::new();
+    let r = rhel.dir.path();
+    let (tool, calls, path) = (&rhel.tool, &rhel.calls, &rhel.path);
+    let install = |script: &str| rhel.install_tool(script);
     install("#!/bin/sh\necho 'p11-kit: cannot write /etc/pki/ca-trust/extracted' >&2\nexit 1\n");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let cfg = r.join("agent.toml");
     write_config(&cfg, &pki("trust").ca_pem, true, "");
-    let agent = start(r, &cfg, &[("PATH", &path)]);
+    let agent = start(r, &cfg, &[("PATH", path.as_str())]);
     let (_, why) = agent.wait_check("registry", "trust_store", SOON, is("fail"));
     assert!(
         why.contains("cannot write /etc/pki/ca-trust/extracted"),
@@ -374,24 +354,40 @@ fn trust_tool_failing_or_missing_is_reported_and_retried() {
     );
     assert_serving(&agent);
     // The tool is fixed: the next reconcile runs it again, by itself.
-    install(&format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()));
+    install(&rhel.recording_tool());
     agent.wait_check("registry", "trust_store", SOON, is("pass"));
-    assert_eq!(
-        std::fs::read_to_string(&calls).expect("called"),
-        "extract\n"
-    );
+    assert_eq!(std::fs::read_to_string(calls).expect("called"), "extract\n");
 
     // Missing tool: a new CA cannot reach the bundle; said so.
-    std::fs::remove_file(&tool).expect("rm tool");
+    std::fs::remove_file(tool).expect("rm tool");
     write_config(&cfg, &pki("trust-2").ca_pem, true, "");
     agent.signal(Signal::SIGHUP);
     let (_, why) = agent.wait_check("registry", "trust_store", SOON, is("fail"));
     assert!(why.contains("update-ca-trust"), "names the tool: {why}");
-    install(&format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()));
+    install(&rhel.recording_tool());
     agent.wait_check("registry", "trust_store", SOON, is("pass"));
     assert_eq!(
-        std::fs::read_to_string(&calls).expect("called"),
+        std::fs::read_to_string(calls).expect("called"),
         "extract\nextract\n"
+    );
+
+    // A new process finds the anchors in place but the bundle without them
+    // (its predecessor died before the tool ran): it runs the tool once.
+    drop(agent);
+    std::fs::remove_file(r.join("etc/pki/tls/certs/ca-bundle.crt")).expect("rm bundle");
+    let agent = start(r, &cfg, &[("PATH", path.as_str())]);
+    agent.wait_check("registry", "trust_store", SOON, is("pass"));
+    assert_eq!(
+        std::fs::read_to_string(calls).expect("called"),
+        "extract\nextract\nextract\n"
+    );
+    // And with the bundle complete, a restart leaves the tool alone.
+    drop(agent);
+    let agent = start(r, &cfg, &[("PATH", path.as_str())]);
+    agent.wait_check("registry", "trust_store", SOON, is("pass"));
+    assert_eq!(
+        std::fs::read_to_string(calls).expect("called"),
+        "extract\nextract\nextract\n"
     );
 }
 
@@ -422,8 +418,8 @@ fn containerd_missing_then_installed_is_picked_up() {
     )
     .expect("write");
     let agent = start(r, &cfg, &[]);
-    let (_, why) = agent.wait_check("containerd", "effective_config", SOON, |s, _| {
-        s != "unknown"
+    let (_, why) = agent.wait_check("containerd", "effective_config", SOON, |_, m| {
+        m.contains("effective config")
     });
     assert!(
         why.contains("no containerd binary"),

@@ -5,7 +5,7 @@
 //! or with a userspace responder that injects a known delay, jitter and loss.
 
 use hybrid_node_agent_e2e::{
-    agent_bin, eventually, free_port, in_ci, require_tool, sample, KillOnDrop,
+    agent_bin, eventually, free_port, in_ci, require_tool, sample, status_check, KillOnDrop,
 };
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -259,37 +259,8 @@ fn measured_rtt_jitter_and_loss_match_the_injected_ones() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = agent_config(dir.path(), 20.0, 9000);
-    let port = free_port();
-    let bin = agent_bin();
-    let _agent = KillOnDrop::spawn(
-        &mut t.exec(
-            &t.client,
-            bin.to_str().expect("utf-8"),
-            &[
-                "--root",
-                dir.path().to_str().expect("utf-8"),
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-        ),
-        "agent",
-    );
-    let scrape = || -> Option<String> {
-        let out = t
-            .exec(
-                &t.client,
-                curl.to_str().expect("utf-8"),
-                &["-s", &format!("http://127.0.0.1:{port}/metrics")],
-            )
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let (_agent, port) = run_in_client(&t, dir.path(), &cfg);
+    let scrape = || get_in_client(&t, &curl, port, "/metrics");
     // 20 echoes/s for ~35 s.
     std::thread::sleep(Duration::from_secs(35));
     // The network domain refreshes its metrics every interval (30 s): wait
@@ -363,49 +334,9 @@ fn target_that_stops_answering_fails_loss_and_recovers() {
         ),
     )
     .expect("write");
-    let port = free_port();
-    let bin = agent_bin();
-    let agent = KillOnDrop::spawn(
-        &mut t.exec(
-            &t.client,
-            bin.to_str().expect("utf-8"),
-            &[
-                "--root",
-                dir.path().to_str().expect("utf-8"),
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ],
-        ),
-        "agent",
-    );
-    let get = |path: &str| -> Option<String> {
-        let out = t
-            .exec(
-                &t.client,
-                curl.to_str().expect("utf-8"),
-                &["-sf", &format!("http://127.0.0.1:{port}{path}")],
-            )
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let check = |id: &str| -> Option<(String, String)> {
-        let doc: serde_json::Value = serde_json::from_str(&get("/status")?).ok()?;
-        let c = doc["domains"]["network"]["checks"]
-            .as_array()?
-            .iter()
-            .find(|c| c["id"] == id)?
-            .clone();
-        Some((
-            c["status"].as_str()?.to_owned(),
-            c["summary"].as_str()?.to_owned(),
-        ))
-    };
+    let (agent, port) = run_in_client(&t, dir.path(), &cfg);
+    let get = |path: &str| get_in_client(&t, &curl, port, path);
+    let check = |id: &str| status_check(&get("/status")?, "network", id);
     let replies = || {
         get("/metrics")
             .and_then(|m| sample(&m, "hybrid_node_net_icmp_replies_total{target=\"server\"}"))
@@ -438,6 +369,44 @@ fn target_that_stops_answering_fails_loss_and_recovers() {
     .expect("replies counted again");
     let (s, summary) = check("latency/server").expect("latency");
     assert_eq!(s, "pass", "{summary}");
+}
+
+/// `run` in the client namespace on a free loopback port there.
+fn run_in_client(t: &Topology, root: &std::path::Path, cfg: &std::path::Path) -> (KillOnDrop, u16) {
+    let port = free_port();
+    let bin = agent_bin();
+    let agent = KillOnDrop::spawn(
+        &mut t.exec(
+            &t.client,
+            bin.to_str().expect("utf-8"),
+            &[
+                "--root",
+                root.to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
+        "agent",
+    );
+    (agent, port)
+}
+
+/// GET `path` from the agent in the client namespace (curl run there).
+fn get_in_client(t: &Topology, curl: &std::path::Path, port: u16, path: &str) -> Option<String> {
+    let out = t
+        .exec(
+            &t.client,
+            curl.to_str().expect("utf-8"),
+            &["-sf", &format!("http://127.0.0.1:{port}{path}")],
+        )
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// User + system CPU seconds of a process.

@@ -491,30 +491,9 @@ fn debian_trust_store_with_the_real_update_ca_certificates() {
 
 #[test]
 fn rhel_trust_store_with_a_recording_tool() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let r = root.path();
-    std::fs::create_dir_all(r.join("etc")).expect("mkdir");
-    std::fs::write(
-        r.join("etc/os-release"),
-        "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nID_LIKE=\"fedora\"\n",
-    )
-    .expect("write");
-    let bin = r.join("fakebin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    let calls = r.join("calls.log");
-    let tool = bin.join("update-ca-trust");
-    std::fs::write(
-        &tool,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )
-    .expect("write");
-    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let rhel = hybrid_node_agent_e2e::RhelRoot::new();
+    let r = rhel.dir.path();
+    let (calls, path) = (&rhel.calls, &rhel.path);
     let pki = pki("rhel");
     let cfg = registry_config(r, Some(&pki.ca_pem));
     let run = || {
@@ -528,7 +507,7 @@ fn rhel_trust_store_with_a_recording_tool() {
                 "-o",
                 "json",
             ])
-            .env("PATH", &path)
+            .env("PATH", path)
             .output()
             .expect("run");
         serde_json::from_slice::<Value>(&out.stdout).expect("json")
@@ -536,7 +515,7 @@ fn rhel_trust_store_with_a_recording_tool() {
     let report = run();
     assert_eq!(check_of(&report, "trust_store").0, "pass");
     assert_eq!(
-        std::fs::read_to_string(&calls).expect("tool was called"),
+        std::fs::read_to_string(calls).expect("tool was called"),
         "extract\n"
     );
     let anchors: Vec<String> = std::fs::read_dir(r.join("etc/pki/ca-trust/source/anchors"))
@@ -551,7 +530,7 @@ fn rhel_trust_store_with_a_recording_tool() {
     );
     // No change: the tool is not run again.
     run();
-    assert_eq!(std::fs::read_to_string(&calls).expect("calls"), "extract\n");
+    assert_eq!(std::fs::read_to_string(calls).expect("calls"), "extract\n");
 }
 
 /// Every hosts.toml under `certs_d` parses, and every `ca` it names exists.

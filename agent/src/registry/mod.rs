@@ -368,11 +368,22 @@ impl Domain for RegistryDomain {
             for p in &outcome.drift_restored {
                 tracing::warn!(path = %p, "managed file was edited by hand; restored");
             }
-            // The tool also runs again after it failed (or when this process
-            // has not run it yet): anchors written by a run whose tool failed
-            // must still reach the bundle once the tool works.
-            let unconfirmed = !matches!(self.trust_update, Some(Ok(_)));
-            if outcome.trust_changed || (unconfirmed && wants_trust(&merged.registries, &plan)) {
+            // The tool also runs again after it failed, and on a first run
+            // whose anchors are missing from the bundle (an earlier process
+            // wrote them and died, or its tool failed): anchors must reach
+            // the bundle once the tool works.
+            let wants = wants_trust(&merged.registries, &plan);
+            let retry = match &self.trust_update {
+                Some(Ok(_)) => false,
+                Some(Err(_)) => wants,
+                None => {
+                    wants
+                        && family.is_some_and(|f| {
+                            !bundle_has_all(&self.host, f, &merged.registries, &plan)
+                        })
+                }
+            };
+            if outcome.trust_changed || retry {
                 if let Some(f) = family {
                     let r = self.trust_tool.update(f, &self.host);
                     if let Err(e) = &r {
@@ -394,6 +405,32 @@ impl Domain for RegistryDomain {
         self.export(&plan, &outcome, &probes);
         checks(&merged, &plan, &outcome, &probes, family, self, apply)
     }
+}
+
+/// Whether the OS bundle already holds every CA the agent puts in the trust
+/// store (compared by their base64 bodies, whatever the line breaks).
+fn bundle_has_all(host: &Host, family: OsFamily, regs: &[desired::Desired], plan: &Plan) -> bool {
+    let Ok(bundle) = std::fs::read_to_string(host.path(family.bundle())) else {
+        return false;
+    };
+    let body = |pem: &str| -> Vec<String> {
+        let mut certs = Vec::new();
+        let mut cur = String::new();
+        for line in pem.lines().map(str::trim) {
+            if line.starts_with("-----END") {
+                certs.push(std::mem::take(&mut cur));
+            } else if !line.starts_with("-----") && !line.starts_with('#') {
+                cur.push_str(line);
+            }
+        }
+        certs
+    };
+    let have = body(&bundle).concat();
+    plan.cas
+        .iter()
+        .filter(|(h, _)| regs.iter().any(|r| r.system_trust && r.host == *h))
+        .flat_map(|(_, ca)| body(&ca.pem))
+        .all(|cert| have.contains(&cert))
 }
 
 /// Whether any registry's CA goes into the OS trust store.
