@@ -425,7 +425,7 @@ fn bundle_has_all(host: &Host, family: OsFamily, regs: &[desired::Desired], plan
         }
         certs
     };
-    let have = body(&bundle).concat();
+    let have: std::collections::HashSet<String> = body(&bundle).into_iter().collect();
     plan.cas
         .iter()
         .filter(|(h, _)| regs.iter().any(|r| r.system_trust && r.host == *h))
