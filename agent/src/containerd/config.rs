@@ -237,8 +237,12 @@ pub fn table_mut<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Option<&'a mut 
         let item = cur.get_mut(key)?;
         if let Some(inline) = item.as_inline_table() {
             *item = Item::Table(inline.clone().into_table());
+            // `key = {` spacing would otherwise end up inside `[… ]`.
+            if let Some(mut k) = cur.key_mut(key) {
+                k.leaf_decor_mut().clear();
+            }
         }
-        cur = item.as_table_mut()?;
+        cur = cur.get_mut(key)?.as_table_mut()?;
     }
     Some(cur)
 }

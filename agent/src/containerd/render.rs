@@ -284,6 +284,11 @@ mod tests {
             "{:?}",
             c.restored
         );
+        assert!(
+            c.text.contains("[plugins.\"io.containerd.grpc.v1.cri\"]\n"),
+            "{}",
+            c.text
+        );
     }
 
     #[test]
