@@ -144,14 +144,12 @@ pub fn remove_stale_temps(dir: &Path, owns: impl Fn(&str) -> bool) {
         if !owns(target) {
             continue;
         }
-        // EPERM: running, as another user.
+        // Only ESRCH means gone (EPERM: running, as another user).
         let gone = matches!(
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
             Err(nix::errno::Errno::ESRCH)
         );
-        let alive = pid == i32::try_from(std::process::id()).unwrap_or(0) || !gone;
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if !alive && is_file {
+        if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = fs::remove_file(entry.path());
         }
     }

@@ -3,7 +3,7 @@
 //! hosts.toml, the real `update-ca-certificates` under a temp root, a fake
 //! RHEL tool, and SIGKILLs in the middle of reconciles.
 
-use hybrid_node_agent_e2e::{free_port, pki, require_tool, run_agent, KillOnDrop, Pki};
+use hybrid_node_agent_e2e::{free_port, pki, require_tool, KillOnDrop, Pki};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -233,11 +233,18 @@ fn ctr_pull(sock: &Path, certs_d: &Path) -> (bool, String) {
     )
 }
 
-/// Runs `apply -o json` under `umask 077`, as the unit's `UMask=0077` does.
-fn apply_umask_077(root: &Path, config: &Path) -> Value {
-    let out = Command::new("sh")
-        .args(["-c", "umask 077 && exec \"$0\" \"$@\""])
-        .arg(hybrid_node_agent_e2e::agent_bin())
+fn text_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `apply -o json` with `config` through `cmd` (the agent, or a
+/// wrapper that execs it with the arguments that follow); returns the report.
+fn apply_via(mut cmd: Command, root: &Path, config: &Path) -> Value {
+    let out = cmd
         .args([
             "--root",
             root.to_str().expect("utf-8"),
@@ -247,33 +254,26 @@ fn apply_umask_077(root: &Path, config: &Path) -> Value {
             "-o",
             "json",
         ])
+        .env_remove("RUST_LOG")
         .output()
         .expect("run");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&out)))
 }
 
-fn text_of(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+fn apply(root: &Path, config: &Path) -> Value {
+    apply_via(
+        Command::new(hybrid_node_agent_e2e::agent_bin()),
+        root,
+        config,
     )
 }
 
-/// Runs `apply -o json` with `config`; returns the report.
-fn apply(root: &Path, config: &Path) -> Value {
-    let out = run_agent(&[
-        "--root",
-        root.to_str().expect("utf-8"),
-        "--config",
-        config.to_str().expect("utf-8"),
-        "apply",
-        "-o",
-        "json",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+/// [`apply`] under `umask 077`, as the unit's `UMask=0077` does.
+fn apply_umask_077(root: &Path, config: &Path) -> Value {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+        .arg(hybrid_node_agent_e2e::agent_bin());
+    apply_via(sh, root, config)
 }
 
 fn check_of<'a>(report: &'a Value, id: &str) -> (&'a str, &'a str) {
@@ -497,20 +497,9 @@ fn rhel_trust_store_with_a_recording_tool() {
     let pki = pki("rhel");
     let cfg = registry_config(r, Some(&pki.ca_pem));
     let run = || {
-        let out = Command::new(hybrid_node_agent_e2e::agent_bin())
-            .args([
-                "--root",
-                r.to_str().expect("utf-8"),
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "apply",
-                "-o",
-                "json",
-            ])
-            .env("PATH", path)
-            .output()
-            .expect("run");
-        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+        let mut agent = Command::new(hybrid_node_agent_e2e::agent_bin());
+        agent.env("PATH", path);
+        apply_via(agent, r, &cfg)
     };
     let report = run();
     assert_eq!(check_of(&report, "trust_store").0, "pass");

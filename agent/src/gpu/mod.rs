@@ -828,6 +828,11 @@ mod tests {
         assert_eq!(status(&c, "driver"), Status::Fail, "{c:?}");
         assert!(c[0].summary.contains("Unknown Error"), "{c:?}");
         assert!(
+            encode().contains("hybrid_node_gpu_devices 0"),
+            "{}",
+            encode()
+        );
+        assert!(
             !encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""),
             "stale per-GPU series after NVML failed:\n{}",
             encode()

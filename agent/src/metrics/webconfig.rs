@@ -397,9 +397,10 @@ impl BasicAuth {
         }
     }
 
-    /// Whether an `Authorization` header value grants access. Runs bcrypt
-    /// for credentials not seen before: call it off the async runtime
-    /// (or use [`BasicAuth::decide`]).
+    /// Whether an `Authorization` header value grants access, bcrypt
+    /// included (the server uses [`BasicAuth::decide`] and runs
+    /// [`BasicAuth::verify`] off the runtime thread).
+    #[cfg(test)]
     pub fn allows(&self, header: Option<&HeaderValue>) -> bool {
         match self.decide(header) {
             Decision::Known(ok) => ok,
