@@ -1,6 +1,6 @@
 //! What each command does, and the exit code of each failure.
 
-use crate::cli::{CheckArgs, Cli, Command, Output, RenderArgs, When};
+use crate::cli::{CheckArgs, Cli, Command, Output, ReloadArgs, RenderArgs, When};
 use crate::config::{self, ConfigError, ConfigSource};
 use crate::daemon::{self, DaemonError};
 use crate::facts::Facts;
@@ -39,6 +39,13 @@ pub enum AppError {
     /// A file named on the command line is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// `reload`: the agent process could not be signalled.
+    #[error("cannot signal the agent (pid {pid}) to reload: {source}")]
+    Signal {
+        pid: i32,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 impl AppError {
@@ -50,6 +57,7 @@ impl AppError {
             AppError::Daemon(DaemonError::Runtime(_)) => exit::SOFTWARE,
             AppError::Read { .. } => exit::NOINPUT,
             AppError::Invalid(_) => exit::DATAERR,
+            AppError::Signal { .. } => exit::UNAVAILABLE,
         })
     }
 }
@@ -90,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Render(args) => render(&source.load()?, &host, &args),
+        Command::Reload(args) => reload(&source, &args),
         Command::Check(args) => {
             let config = source.load()?;
             // The report is the output; only problems are logged.
@@ -147,6 +156,22 @@ fn check(
     };
     println!("{}", text.trim_end());
     ExitCode::from(report.exit_code())
+}
+
+/// `reload`: the config is checked here first, so that `systemctl reload`
+/// fails (and the journal shows why) instead of reporting success for a
+/// config the agent will reject; then the agent is sent SIGHUP.
+fn reload(source: &ConfigSource, args: &ReloadArgs) -> Result<ExitCode, AppError> {
+    source.load()?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(args.pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .map_err(|source| AppError::Signal {
+        pid: args.pid,
+        source,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {

@@ -51,6 +51,10 @@ pub enum Command {
     /// hosts.toml files that replace the registry settings; the host is not
     /// changed
     Render(RenderArgs),
+    /// Check the config, then ask the running agent (PID) to reload it:
+    /// systemd's ExecReload. An invalid config is reported with
+    /// file:line:column and exit 64; the agent keeps the config in force
+    Reload(ReloadArgs),
     /// Print the version
     Version,
     /// Print a shell completion script (bash, zsh, fish, …)
@@ -65,6 +69,14 @@ pub struct RunArgs {
     /// Listen address of the HTTP endpoint, overriding agent.listen
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// Process id of the running agent ($MAINPID in the unit); 0, 1 and
+    /// negative ids (process groups, every process) are refused
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(2..))]
+    pub pid: i32,
 }
 
 #[derive(Debug, clap::Args)]

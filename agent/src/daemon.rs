@@ -97,7 +97,8 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
             addr: listen,
             source,
         })?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(listen), root = %options.host.root().display(), "listening");
+    let bound = listener.local_addr().unwrap_or(listen);
+    tracing::info!(addr = %bound, root = %options.host.root().display(), "listening on {bound}");
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
@@ -145,7 +146,7 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
                 let status = status_line(&cache, &facts);
                 if !ready && waiting_for.is_empty() {
                     ready = true;
-                    tracing::info!(status = %status, "ready");
+                    tracing::info!(status = %status, "ready: {status}");
                     notifier.ready(&status);
                     last_status = status;
                 } else if ready && status != last_status {
@@ -158,20 +159,17 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
                 notifier.reloading();
-                match reload(&options, listen).await {
-                    Ok((config, new_listener)) => {
-                        if let Some(l) = new_listener {
-                            listen = options.listen(&config);
-                            let _ = rebind_tx.send(l).await;
-                        }
+                match reload(&options, listen, &rebind_tx).await {
+                    Ok(config) => {
+                        listen = options.listen(&config);
                         options.log.set_level(&config.agent.log_level);
                         core.observe_reload(true);
-                        tracing::info!(path = %options.source.path.display(), "config reloaded");
+                        tracing::info!(path = %options.source.path.display(), "config {} reloaded", options.source.path.display());
                         config_tx.send_replace(Arc::new(config));
                     }
                     Err(e) => {
                         core.observe_reload(false);
-                        tracing::error!(error = %e, "config reload failed; the previous config stays in force");
+                        tracing::error!(error = %e, "config reload failed: {e}; the previous config stays in force");
                     }
                 }
                 let status = status_line(&cache, &facts);
@@ -188,20 +186,31 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Reads the config again; binds the new listen address if it changed.
+/// Reads the config again; moves the endpoint if the listen address
+/// changed (the server binds it: see [`server::Rebind`]).
 async fn reload(
     options: &Options,
     current_listen: SocketAddr,
-) -> Result<(Config, Option<TcpListener>), String> {
+    rebind: &mpsc::Sender<server::Rebind>,
+) -> Result<Config, String> {
     let config = options.source.load().map_err(|e| e.to_string())?;
     let listen = options.listen(&config);
     if listen == current_listen {
-        return Ok((config, None));
+        return Ok(config);
     }
-    let listener = TcpListener::bind(listen)
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    rebind
+        .send(server::Rebind {
+            addr: listen,
+            reply,
+        })
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    Ok((config, Some(listener)))
+        .map_err(|_| "the HTTP server has stopped".to_owned())?;
+    match answer.await {
+        Ok(Ok(_)) => Ok(config),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the HTTP server has stopped".to_owned()),
+    }
 }
 
 async fn triggered(trigger: Option<&tokio::sync::Notify>) {
@@ -265,11 +274,11 @@ async fn follow_web_config(
                 seen = webconfig::fingerprint(&host, &w.files);
                 web.set(w);
                 core.observe_web_reload(true);
-                tracing::info!(path, "web config reloaded");
+                tracing::info!(path, "web config {path} reloaded");
             }
             Err(e) => {
                 core.observe_web_reload(false);
-                tracing::error!(error = %e, "web config rejected; the previous one stays in force");
+                tracing::error!(error = %e, "web config rejected: {e}; the previous one stays in force");
             }
         }
     }
@@ -329,7 +338,11 @@ async fn schedule(
         let (joined, in_time) = match tokio::time::timeout(timeout, &mut job).await {
             Ok(joined) => (joined, true),
             Err(_) => {
-                tracing::warn!(domain = name, ?timeout, "probe run timed out");
+                tracing::warn!(
+                    domain = name,
+                    ?timeout,
+                    "the {name} probe did not finish within {timeout:?}"
+                );
                 publish(
                     Outcome::Timeout,
                     vec![domain::timed_out(name, timeout)],
@@ -345,13 +358,16 @@ async fn schedule(
                 slot = Some(d);
             }
             Ok((d, Err(_))) => {
-                tracing::error!(domain = name, "probe run panicked");
+                tracing::error!(
+                    domain = name,
+                    "the {name} probe panicked (a bug: please report it)"
+                );
                 publish(Outcome::Error, vec![domain::crashed(name)], in_time);
                 slot = Some(d);
             }
             Err(e) => {
                 // The blocking task itself failed; the domain is gone.
-                tracing::error!(domain = name, error = %e, "probe task failed; domain stopped");
+                tracing::error!(domain = name, error = %e, "the {name} probe task failed ({e}); the domain stopped");
                 publish(Outcome::Error, vec![domain::crashed(name)], in_time);
             }
         }

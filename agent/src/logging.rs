@@ -48,10 +48,10 @@ impl LogControl {
         match parse_filter(spec) {
             Ok(filter) => {
                 if let Err(e) = handle.reload(filter) {
-                    tracing::warn!(error = %e, "cannot change the log level");
+                    tracing::warn!(error = %e, "cannot change the log level: {e}");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "log level not changed"),
+            Err(e) => tracing::warn!(error = %e, "log level not changed: {e}"),
         }
     }
 }

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match app::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = %e, "exiting");
+            tracing::error!(error = %e, "exiting: {e}");
             eprintln!("hybrid-node-agent: {e}");
             e.exit_code()
         }

@@ -10,7 +10,7 @@ pub struct Notifier;
 impl Notifier {
     fn send(&self, states: &[NotifyState]) {
         if let Err(e) = sd_notify::notify(states) {
-            tracing::debug!(error = %e, "cannot notify systemd");
+            tracing::debug!(error = %e, "cannot notify systemd: {e}");
         }
     }
 

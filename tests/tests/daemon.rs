@@ -304,3 +304,116 @@ fn taken_port_is_a_clear_error_with_exit_69() {
     );
     assert!(started.elapsed() < Duration::from_secs(5), "no retry loop");
 }
+
+#[test]
+fn reload_command_checks_the_config_before_signalling_the_agent() {
+    let root = root_from_fixture("installed");
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("agent.toml");
+    write(&cfg, "[lifecycle]\ninterval = \"100ms\"\n");
+    let r = root.path().to_str().expect("utf-8");
+    let c = cfg.to_str().expect("utf-8");
+    let mut agent = Agent::start(&["--root", r, "--config", c], &[], None);
+    agent.wait_ready();
+    let pid = agent.child.id().to_string();
+    let reloads = |result: &str| {
+        sample(
+            &agent.metrics(),
+            &format!("hybrid_node_agent_config_reloads_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+
+    // A broken edit: `reload` fails with file:line:column and the cause, as
+    // `systemctl reload` shows it; the agent was not signalled at all.
+    write(&cfg, "[lifecycle]\ninterval = \"100ms\"\nbogus = 1\n");
+    let out = run_agent(&["--root", r, "--config", c, "reload", "--pid", &pid]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&format!("{c}:3:1")), "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reloads("failure"), 0.0);
+    assert_eq!(reloads("success"), 0.0);
+
+    // A good edit: exit 0 and the agent reloads.
+    write(&cfg, "[lifecycle]\ninterval = \"200ms\"\n");
+    let out = run_agent(&["--root", r, "--config", c, "reload", "--pid", &pid]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || (reloads("success") == 1.0)
+            .then_some(()))
+        .is_some()
+    );
+
+    // Never a process group or every process.
+    for bad in ["0", "1", "-1"] {
+        let out = run_agent(&["--root", r, "--config", c, "reload", "--pid", bad]);
+        assert_eq!(out.status.code(), Some(2), "pid {bad}: {out:?}");
+    }
+    // A pid that is gone: a clear error, exit 69.
+    let out = run_agent(&["--root", r, "--config", c, "reload", "--pid", "999999999"]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot signal the agent (pid 999999999)")
+    );
+}
+
+#[test]
+fn reload_moves_from_the_wildcard_to_loopback_on_the_same_port() {
+    let root = root_from_fixture("installed");
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("agent.toml");
+    let port = hybrid_node_agent_e2e::free_port();
+    write(&cfg, &format!("[agent]\nlisten = \"0.0.0.0:{port}\"\n"));
+    let log = cfg_dir.path().join("agent.log");
+    let agent = hybrid_node_agent_e2e::KillOnDrop(
+        std::process::Command::new(hybrid_node_agent_e2e::agent_bin())
+            .args(["--root", root.path().to_str().expect("utf-8")])
+            .args(["--config", cfg.to_str().expect("utf-8"), "run"])
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn agent"),
+    );
+    let healthy =
+        |ip: [u8; 4]| http_get((ip, port).into(), "/healthz", &[]).is_ok_and(|h| h.status == 200);
+    // The wildcard answers on any loopback address.
+    assert!(
+        eventually(Duration::from_secs(10), || healthy([127, 0, 0, 2])
+            .then_some(()))
+        .is_some()
+    );
+
+    write(&cfg, &format!("[agent]\nlisten = \"127.0.0.1:{port}\"\n"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.pid()).expect("pid")),
+        Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    let m = eventually(Duration::from_secs(5), || {
+        let m = http_get(([127, 0, 0, 1], port).into(), "/metrics", &[])
+            .ok()?
+            .body;
+        (sample(
+            &m,
+            "hybrid_node_agent_config_reloads_total{result=\"success\"}",
+        )? == 1.0)
+            .then_some(m)
+    })
+    .expect("the move is a successful reload");
+    assert_eq!(
+        sample(&m, "hybrid_node_agent_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert!(healthy([127, 0, 0, 1]));
+    assert!(!healthy([127, 0, 0, 2]), "the wildcard socket is released");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains(&format!("listening on the new address 127.0.0.1:{port}")),
+        "{text}"
+    );
+}

@@ -195,7 +195,9 @@ fn watch_xids(tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
             });
         match registered {
             Ok(set) => sets.push(set),
-            Err(e) => tracing::warn!(gpu = i, error = %e, "XID events not available"),
+            Err(e) => {
+                tracing::warn!(gpu = i, error = %e, "XID events of GPU {i} not available: {e}")
+            }
         }
     }
     if sets.is_empty() {
@@ -208,7 +210,7 @@ fn watch_xids(tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
                 Ok(data) => {
                     if let Some(XidError::Value(xid)) = data.event_data {
                         let gpu = data.device.index().unwrap_or(u32::MAX);
-                        tracing::warn!(gpu, xid, "XID event");
+                        tracing::warn!(gpu, xid, "XID {xid} on GPU {gpu}");
                         // A full channel drops the event (the kernel log keeps it).
                         let _ = tx.try_send(XidEvent { gpu, xid });
                     }

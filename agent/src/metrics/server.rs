@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -72,14 +73,117 @@ pub struct Endpoint {
 
 type Body = Full<Bytes>;
 
+/// A request to move the endpoint to `addr` (a config reload changed
+/// `agent.listen`); the outcome is sent on `reply`.
+#[derive(Debug)]
+pub struct Rebind {
+    pub addr: SocketAddr,
+    pub reply: tokio::sync::oneshot::Sender<Result<SocketAddr, RebindError>>,
+}
+
+/// Why the endpoint could not move; it stays where it was.
+#[derive(Debug, thiserror::Error)]
+pub enum RebindError {
+    #[error("cannot listen on {addr}: {source}; still listening on {kept}")]
+    Bind {
+        addr: SocketAddr,
+        kept: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The old address was released for a conflicting new one, the new one
+    /// failed, and the old one could not be taken back.
+    #[error("cannot listen on {addr} ({new_error}) nor again on {old} ({source}): the endpoint is down until the next reload")]
+    Lost {
+        addr: SocketAddr,
+        old: SocketAddr,
+        new_error: std::io::Error,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whether binding `new` while `old` is bound fails on Linux (same port,
+/// and the same address or either one a wildcard of the same family).
+fn conflicts(old: SocketAddr, new: SocketAddr) -> bool {
+    old.port() == new.port()
+        && old.is_ipv4() == new.is_ipv4()
+        && (old.ip() == new.ip() || old.ip().is_unspecified() || new.ip().is_unspecified())
+}
+
+/// Binds `addr` and makes it the listener. The new address is bound while
+/// the old one still serves; only when the two conflict (`0.0.0.0:10063` →
+/// `127.0.0.1:10063`) is the old one released first, and taken back if the
+/// new one cannot be bound. Open connections are not affected.
+async fn move_listener(
+    listener: &mut TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, RebindError> {
+    let old = listener.local_addr().unwrap_or(addr);
+    let first = match TcpListener::bind(addr).await {
+        Ok(new) => {
+            *listener = new;
+            return Ok(listener.local_addr().unwrap_or(addr));
+        }
+        Err(e) => e,
+    };
+    if first.kind() != std::io::ErrorKind::AddrInUse || !conflicts(old, addr) {
+        return Err(RebindError::Bind {
+            addr,
+            kept: old,
+            source: first,
+        });
+    }
+    // Release the old socket (a placeholder on loopback takes its place
+    // for the moment), then bind the new address.
+    let loopback: std::net::IpAddr = if old.is_ipv4() {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    };
+    let placeholder = match TcpListener::bind(SocketAddr::new(loopback, 0)).await {
+        Ok(p) => p,
+        Err(source) => {
+            return Err(RebindError::Bind {
+                addr,
+                kept: old,
+                source,
+            })
+        }
+    };
+    drop(std::mem::replace(listener, placeholder));
+    match TcpListener::bind(addr).await {
+        Ok(new) => {
+            *listener = new;
+            Ok(listener.local_addr().unwrap_or(addr))
+        }
+        Err(new_error) => match TcpListener::bind(old).await {
+            Ok(back) => {
+                *listener = back;
+                Err(RebindError::Bind {
+                    addr,
+                    kept: old,
+                    source: new_error,
+                })
+            }
+            Err(source) => Err(RebindError::Lost {
+                addr,
+                old,
+                new_error,
+                source,
+            }),
+        },
+    }
+}
+
 /// Serves until `shutdown` turns true, then drains open connections.
-/// A listener sent on `rebind` replaces the current one (config reload).
+/// A [`Rebind`] moves the endpoint to another address (config reload).
 pub async fn serve(
     mut listener: TcpListener,
     endpoint: Arc<Endpoint>,
     web: Arc<WebState>,
     max_connections: usize,
-    mut rebind: mpsc::Receiver<TcpListener>,
+    mut rebind: mpsc::Receiver<Rebind>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -130,15 +234,17 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(new) = rebind.recv() => {
-                if let Ok(addr) = new.local_addr() {
-                    tracing::info!(%addr, "listening on the new address");
+            Some(Rebind { addr, reply }) = rebind.recv() => {
+                let result = move_listener(&mut listener, addr).await;
+                match &result {
+                    Ok(bound) => tracing::info!(addr = %bound, "listening on the new address {bound}"),
+                    Err(e) => tracing::warn!("{e}"),
                 }
-                listener = new;
+                let _ = reply.send(result);
             }
             _ = shutdown.changed() => break,
         }

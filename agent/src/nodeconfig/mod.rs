@@ -255,7 +255,7 @@ impl NodeConfigDomain {
                 self.watch = Some(w);
             }
             Err(e) => {
-                tracing::warn!(dir = %target.display(), error = %e, "cannot watch; falling back to periodic reads");
+                tracing::warn!(dir = %target.display(), error = %e, "cannot watch {} for NodeConfig changes ({e}); falling back to periodic reads", target.display());
                 self.watch = None;
             }
         }
@@ -340,7 +340,7 @@ impl NodeConfigDomain {
                     Ok((config, checks)) => {
                         self.valid.set(1);
                         let _ = self.reloads.get_or_create(&ResultLabel::SUCCESS).inc();
-                        tracing::info!(path = %shown, "NodeConfig loaded");
+                        tracing::info!(path = %shown, "NodeConfig {shown} loaded");
                         self.facts.set_nodeconfig(Arc::new(Loaded::new(
                             config,
                             self.path.clone(),
@@ -353,7 +353,11 @@ impl NodeConfigDomain {
                     Err(checks) => {
                         self.valid.set(0);
                         let _ = self.reloads.get_or_create(&ResultLabel::FAILURE).inc();
-                        tracing::warn!(path = %shown, "NodeConfig rejected; keeping the last good one");
+                        let why = checks
+                            .iter()
+                            .find(|c| c.status == Status::Fail)
+                            .map_or("see the nodeconfig checks", |c| c.summary.as_str());
+                        tracing::warn!(path = %shown, "NodeConfig {shown} rejected: {why}; keeping the last good one");
                         let mut all = vec![file_check(
                             Status::Fail,
                             format!(" is not a valid NodeConfig{}", self.in_force()),

@@ -44,7 +44,7 @@ pub fn watch_target(file: &Path) -> Option<PathBuf> {
 pub fn watch(dir: &Path, wake: Arc<Notify>) -> notify::Result<DirWatch> {
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         if let Err(e) = &result {
-            tracing::warn!(error = %e, "file watch error");
+            tracing::warn!(error = %e, "NodeConfig file watch error: {e}");
         }
         // Errors too: the run re-reads the file and re-establishes the watch.
         wake.notify_one();

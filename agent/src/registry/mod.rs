@@ -366,7 +366,7 @@ impl Domain for RegistryDomain {
                 self.metrics.drift_restored.inc();
             }
             for p in &outcome.drift_restored {
-                tracing::warn!(path = %p, "managed file was edited by hand; restored");
+                tracing::warn!(path = %p, "managed file {p} was edited by hand; restored");
             }
             // The tool also runs again after it failed, and on a first run
             // whose anchors are missing from the bundle (an earlier process
@@ -387,14 +387,14 @@ impl Domain for RegistryDomain {
                 if let Some(f) = family {
                     let r = self.trust_tool.update(f, &self.host);
                     if let Err(e) = &r {
-                        tracing::error!(error = %e, "trust store update failed");
+                        tracing::error!(error = %e, "trust store update failed: {e}");
                     }
                     if r.is_ok()
                         && self.settings.restart_containerd_on_trust_change
                         && self.host.root() == std::path::Path::new("/")
                     {
                         if let Err(e) = trust::restart_containerd() {
-                            tracing::error!(error = %e, "cannot restart containerd");
+                            tracing::error!(error = %e, "cannot restart containerd: {e}");
                         }
                     }
                     self.trust_update = Some(r);
