@@ -508,15 +508,44 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             .span()
             .map(|span| line_column(text, span.start))
             .unwrap_or((1, 1));
+        let message = e.message().trim();
+        let message = match e.span().and_then(|span| field_at(text, span.start)) {
+            Some(field) if !message.contains(&field) => format!("{field}: {message}"),
+            _ => message.to_owned(),
+        };
         ConfigError::Parse {
             path: path.to_owned(),
             line,
             column,
-            message: e.message().trim().to_owned(),
+            message,
         }
     })?;
     config.validate(path)?;
     Ok(config)
+}
+
+/// The field a value at `offset` belongs to (`agent.listen`), so that a
+/// type error names it: the key before `=` on that line, under the last
+/// table header above it. The value itself is never quoted (it may be a
+/// secret).
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 impl Config {
@@ -668,12 +697,17 @@ interval = "500ms"
             .unwrap_err()
             .to_string();
         assert!(err.contains("config.toml:3:10:"), "{err}");
-        assert!(err.contains("invalid socket address"), "{err}");
+        assert!(
+            err.contains("agent.listen: invalid socket address"),
+            "{err}"
+        );
+        assert!(!err.contains("localhost"), "values are never quoted: {err}");
 
         let err = p("[lifecycle]\ninterval = \"10 parsecs\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("config.toml:2:12:"), "{err}");
+        assert!(err.contains("lifecycle.interval: "), "{err}");
         assert!(err.contains("expected a duration"), "{err}");
     }
 

@@ -66,8 +66,16 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
         .thread_name("hna-probe")
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(run_async(options))
+    let result = runtime.block_on(run_async(options));
+    // A probe stuck in a blocking call (a syscall no deadline reaches) must
+    // not hold the exit: its thread is abandoned, not joined, so the agent
+    // stops well within systemd's TimeoutStopSec whatever a probe does.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result
 }
+
+/// How long stopping waits for probe threads still running.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn run_async(options: Options) -> Result<(), DaemonError> {
     let notifier = Notifier;
@@ -349,7 +357,12 @@ async fn schedule(
                     true,
                 );
                 let _ = ran.send(name).await;
-                (job.await, false)
+                // Its results still count when it finishes; a stop does not
+                // wait for it.
+                tokio::select! {
+                    joined = &mut job => (joined, false),
+                    _ = shutdown.changed() => break,
+                }
             }
         };
         match joined {

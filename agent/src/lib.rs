@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod containerd;
 pub mod daemon;
+pub mod deadline;
 pub mod domain;
 pub mod facts;
 pub mod gpu;

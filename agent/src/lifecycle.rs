@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,15 +92,11 @@ pub struct HttpHealthz {
 impl KubeletProbe for HttpHealthz {
     fn healthz(&self) -> Result<(), String> {
         let addr = self.addr;
-        let mut stream = TcpStream::connect_timeout(&addr, self.timeout)
+        // One deadline for the whole exchange, not per read.
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut stream = crate::deadline::DeadlineStream::connect(&addr, deadline)
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let io_err = |e: std::io::Error| format!("{addr}: {e}");
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(io_err)?;
-        stream
-            .set_write_timeout(Some(self.timeout))
-            .map_err(io_err)?;
         let request = format!(
             "GET /healthz HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: hybrid-node-agent\r\n\r\n"
         );

@@ -492,3 +492,114 @@ fn reload_onto_a_taken_port_keeps_serving_on_the_old_one() {
         "the old address is released"
     );
 }
+
+/// A server that accepts connections and sends each one byte every 400 ms,
+/// for up to two minutes: per-read timeouts never fire on it. (Anyone on the
+/// path can do this, before any certificate is checked.)
+struct Trickle {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Trickle {
+    fn start() -> Trickle {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    // A TLS record header announcing 16 KiB, then its body
+                    // a byte at a time.
+                    if conn.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]).is_err() {
+                        return;
+                    }
+                    for _ in 0..300 {
+                        if flag.load(Ordering::Relaxed) || conn.write_all(b"\x00").is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(400));
+                    }
+                });
+            }
+        });
+        Trickle { port, stop }
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn trickle_config(path: &Path, port: u16, probe_timeout: &str) {
+    let ca = pki("trickle").ca_pem;
+    std::fs::write(
+        path,
+        format!(
+            "[registries]\ninterval = \"1s\"\nprobe_timeout = \"{probe_timeout}\"\n\
+             [containerd]\nbinary = \"/nonexistent/containerd\"\n\
+             [[registry]]\nhost = \"{HOST}\"\nsystem_trust = false\n\
+             ca_pem = \"\"\"\n{ca}\"\"\"\nmirrors = [{{ url = \"https://127.0.0.1:{port}\" }}]\n"
+        ),
+    )
+    .expect("write config");
+}
+
+#[test]
+fn a_trickling_registry_neither_stalls_the_domain_nor_blocks_sigterm() {
+    let server = Trickle::start();
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    let cfg = r.join("agent.toml");
+    trickle_config(&cfg, server.port, "1s");
+    let mut agent = start(r, &cfg, &[]);
+
+    // The probe ends at its deadline and says so.
+    let probe = format!("probe/{HOST}");
+    let (_, why) = agent.wait_check("registry", &probe, SOON, |s, m| {
+        s == "fail" && m.contains("deadline")
+    });
+    assert!(why.contains(&format!("127.0.0.1:{}", server.port)), "{why}");
+
+    // The domain keeps running: a hand edit is restored, again and again.
+    let hosts = r
+        .join("etc/containerd/certs.d")
+        .join(DIR)
+        .join("hosts.toml");
+    let managed = std::fs::read_to_string(&hosts).expect("hosts.toml");
+    for _ in 0..2 {
+        std::fs::write(&hosts, format!("{managed}\n[host.\"https://evil\"]\n")).expect("edit");
+        let restored = hybrid_node_agent_e2e::eventually(SOON, || {
+            (std::fs::read_to_string(&hosts).ok()? == managed).then_some(())
+        });
+        assert!(restored.is_some(), "the registry domain stopped running");
+    }
+
+    // A probe allowed a whole minute is mid-flight: SIGTERM still ends the
+    // agent promptly (systemd's TimeoutStopSec is 15 s).
+    trickle_config(&cfg, server.port, "60s");
+    agent.signal(Signal::SIGHUP);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_serving(&agent);
+    let asked = std::time::Instant::now();
+    agent.signal(Signal::SIGTERM);
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running {:?} after SIGTERM", asked.elapsed()));
+    assert!(status.success(), "{status}");
+    eprintln!(
+        "stopped {:?} after SIGTERM with a probe stuck",
+        asked.elapsed()
+    );
+}

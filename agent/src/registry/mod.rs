@@ -498,7 +498,10 @@ fn checks(
             ),
         )
         .with_remedy(format!(
-            "make {certs_d} writable for the agent (check the file system and ReadWritePaths=)"
+            "make {certs_d} and the trust store writable for the agent (check the file system \
+             and its owner); under systemd a directory created after the agent started (say by \
+             installing ca-certificates) stays read-only in its sandbox until \
+             `systemctl restart hybrid-node-agent`"
         ))
     } else if !outcome.conflicts.is_empty() {
         Check::new(DOMAIN, "files", Status::Warn, outcome.conflicts.join("; "))

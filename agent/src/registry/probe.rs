@@ -2,6 +2,7 @@
 //! (plus the OS roots when `system_trust`), then `GET /v2/`, which a
 //! registry answers with 200 or 401.
 
+use crate::deadline::DeadlineStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -10,7 +11,7 @@ use rustls::{
     StreamOwned,
 };
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -95,19 +96,17 @@ pub fn probe(url: &str, override_path: bool, tls: &TlsSettings, timeout: Duratio
             "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hybrid-node-agent\r\nConnection: close\r\n\r\n",
             u.host
         );
-        let connect = || -> Result<TcpStream, String> {
+        // One deadline for everything below (both handshakes with
+        // skip_verify): a server that trickles bytes cannot hold the probe.
+        let deadline = started + timeout;
+        let connect = || -> Result<DeadlineStream, String> {
             let addr = (u.host, u.port)
                 .to_socket_addrs()
                 .map_err(|e| format!("cannot resolve {}: {e}", u.host))?
                 .next()
                 .ok_or_else(|| format!("{} has no address", u.host))?;
-            let s = TcpStream::connect_timeout(&addr, timeout)
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            Ok(s)
+            DeadlineStream::connect(&addr, deadline)
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))
         };
         if !u.tls {
             let mut s = connect()?;
@@ -194,7 +193,7 @@ fn client_config(tls: &TlsSettings, insecure: bool) -> Result<Arc<ClientConfig>,
 }
 
 fn handshake(
-    tcp: TcpStream,
+    tcp: DeadlineStream,
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     request: &str,
