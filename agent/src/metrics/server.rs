@@ -2,6 +2,7 @@
 //! HTTP/1 server. Every response is built from cached state; nothing here
 //! waits on a probe.
 
+use super::conn::{Connections, Limits, Pacer};
 use super::webconfig::{Decision, WebConfig};
 use super::{encode, Format};
 use crate::check::Tally;
@@ -186,50 +187,53 @@ pub async fn serve(
     mut rebind: mpsc::Receiver<Rebind>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    // At the limit a new connection evicts the quietest one (see `conn`).
+    let connections = Connections::new(max_connections, Limits::default());
     let graceful = GracefulShutdown::new();
     let builder = http_builder();
     let verify_slots = verify_slots();
     loop {
-        // Past the limit, new connections wait in the kernel's backlog.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let admitted = connections.admit();
+                    let stream = admitted.track(stream);
                     let web = web.get();
                     let tls = web.tls.clone();
                     let service = Handler::new(endpoint.clone(), web, verify_slots.clone());
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        let result = match tls {
-                            None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
-                            Some(config) => {
-                                let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                                    Ok(Ok(tls)) => watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
-                                    Ok(Err(e)) => {
-                                        tracing::debug!(%peer, error = %e, "TLS handshake refused");
-                                        Ok(())
-                                    }
-                                    Err(_) => {
-                                        tracing::debug!(%peer, "TLS handshake timed out");
-                                        Ok(())
+                        let serve = async {
+                            match tls {
+                                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                                Some(config) => {
+                                    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                                        Ok(Ok(tls)) => watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(%peer, error = %e, "TLS handshake with {peer} refused: {e}");
+                                            Ok(())
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(%peer, "TLS handshake with {peer} timed out");
+                                            Ok(())
+                                        }
                                     }
                                 }
                             }
                         };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        // Dropping the connection's future closes it.
+                        tokio::select! {
+                            result = serve => if let Err(e) = result {
+                                tracing::debug!(%peer, error = %e, "HTTP connection from {peer} ended with an error: {e}");
+                            },
+                            why = admitted.closed() => {
+                                tracing::debug!(%peer, "HTTP connection from {peer} closed: {}", why.as_str());
+                            }
                         }
-                        drop(permit);
+                        drop(admitted);
                     });
                 }
                 Err(e) => {
@@ -280,6 +284,8 @@ pub struct Handler {
     endpoint: Arc<Endpoint>,
     web: Arc<WebConfig>,
     verify_slots: Arc<Semaphore>,
+    /// This connection's request pacing (one handler per connection).
+    pacer: Arc<Pacer>,
 }
 
 impl Handler {
@@ -289,6 +295,7 @@ impl Handler {
             endpoint,
             web,
             verify_slots,
+            pacer: Arc::default(),
         }
     }
 }
@@ -306,6 +313,23 @@ impl<B: Send + 'static> Service<Request<B>> for Handler {
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
     fn call(&self, req: Request<B>) -> Self::Future {
+        let wait = self.pacer.delay(std::time::Instant::now());
+        if !wait.is_zero() {
+            let this = self.clone();
+            return Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                this.serve(req).await
+            });
+        }
+        self.serve(req)
+    }
+}
+
+impl Handler {
+    fn serve<B: Send + 'static>(
+        &self,
+        req: Request<B>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> {
         let authorized = match &self.web.auth {
             None => true,
             Some(auth) => match auth.decide(req.headers().get(AUTHORIZATION)) {
