@@ -7,6 +7,7 @@ pub mod ca;
 pub mod desired;
 pub mod files;
 pub mod hosts_toml;
+pub mod name;
 pub mod probe;
 pub mod trust;
 
@@ -450,7 +451,37 @@ fn checks(
 ) -> Vec<Check> {
     let mut out = Vec::new();
     let regs = &merged.registries;
-    if regs.is_empty() {
+    if !merged.rejected.is_empty() {
+        let kept: Vec<String> = regs
+            .iter()
+            .map(|r| format!("{} ({})", r.host, r.source.as_str()))
+            .collect();
+        let kept = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("; configured: {}", kept.join(", "))
+        };
+        out.push(
+            Check::new(
+                DOMAIN,
+                "sources",
+                Status::Fail,
+                merged
+                    .rejected
+                    .iter()
+                    .chain(&merged.conflicts)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    + &kept,
+            )
+            .with_remedy(format!(
+                "name each registry as {} (the certs.d directory name), and put credentials in the \
+                 registry's auth settings, never in a URL",
+                name::EXPECTED
+            )),
+        );
+    } else if regs.is_empty() {
         out.push(Check::not_applicable(
             DOMAIN,
             "sources",
