@@ -99,9 +99,11 @@ pub struct WebConfig {
 /// Loads `path` (a host path). Errors name the file, and the line and
 /// column for YAML errors.
 pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
-    let real = host.path(path);
-    let text = std::fs::read_to_string(&real)
-        .map_err(|e| format!("cannot read web config {}: {e}", path.display()))?;
+    let bytes = host
+        .read_small(path, crate::host::MAX_PEM_FILE)
+        .map_err(|e| format!("cannot read web config: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("cannot read web config {}: not UTF-8", path.display()))?;
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
@@ -145,28 +147,29 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
         }
         let cert_path = resolve(&tls.cert_file);
         let key_path = resolve(&tls.key_file);
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(host.path(&cert_path))
-                .map_err(|e| {
-                    err(format!(
-                        "tls_server_config.cert_file {}: {e}",
-                        cert_path.display()
-                    ))
-                })?
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    err(format!(
-                        "tls_server_config.cert_file {}: {e}",
-                        cert_path.display()
-                    ))
-                })?;
+        // Read through the bounded helper: a device, FIFO or huge file
+        // named here must fail the load, not hang or exhaust it.
+        let pem = |field: &str, p: &Path| {
+            host.read_pem_file(p)
+                .map_err(|e| err(format!("tls_server_config.{field}: {e}")))
+        };
+        let cert_pem = pem("cert_file", &cert_path)?;
+        let key_pem = pem("key_file", &key_path)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                err(format!(
+                    "tls_server_config.cert_file {}: {e}",
+                    cert_path.display()
+                ))
+            })?;
         if certs.is_empty() {
             return Err(err(format!(
                 "tls_server_config.cert_file {} holds no certificate",
                 cert_path.display()
             )));
         }
-        let key = PrivateKeyDer::from_pem_file(host.path(&key_path)).map_err(|e| {
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             err(format!(
                 "tls_server_config.key_file {}: {e}",
                 key_path.display()
@@ -190,12 +193,8 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
             Some(ca) => {
                 let ca_path = resolve(ca);
                 let mut roots = RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(host.path(&ca_path)).map_err(|e| {
-                    err(format!(
-                        "tls_server_config.client_ca_file {}: {e}",
-                        ca_path.display()
-                    ))
-                })? {
+                let ca_pem = pem("client_ca_file", &ca_path)?;
+                for c in CertificateDer::pem_slice_iter(&ca_pem) {
                     let c = c.map_err(|e| {
                         err(format!(
                             "tls_server_config.client_ca_file {}: {e}",
@@ -554,6 +553,35 @@ mod tests {
         write(dir, "server.crt", &cert.cert.pem());
         write(dir, "server.key", &cert.signing_key.serialize_pem());
         write(dir, "ca.crt", &cert.cert.pem());
+    }
+
+    /// Security review (issue 15, finding 9): TLS files were read whole,
+    /// whatever they were: `/dev/zero` grew the process without bound.
+    #[test]
+    fn tls_files_must_be_small_regular_files() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        tls_files(dir.path());
+        let big = std::fs::File::create(dir.path().join("big.crt")).expect("create");
+        big.set_len(1 << 30).expect("sparse 1 GiB");
+        for (field, file, want) in [
+            ("cert_file", "/dev/zero", "tls_server_config.cert_file: /dev/zero is not a regular file (it is a character device)"),
+            ("key_file", "/dev/zero", "tls_server_config.key_file: /dev/zero is not a regular file"),
+            ("cert_file", "big.crt", "big.crt is larger than 1 MiB"),
+        ] {
+            let (cert, key) = match field {
+                "cert_file" => (file, "server.key"),
+                _ => ("server.crt", file),
+            };
+            let p = write(
+                dir.path(),
+                "web.yml",
+                &format!("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"),
+            );
+            let e = load(&Host::new("/"), &p).expect_err(file);
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

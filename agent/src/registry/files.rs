@@ -65,14 +65,17 @@ pub fn plan(
             None => None,
             Some(source) => {
                 let (bytes, origin) = match source {
-                    CaSource::File(p) => (std::fs::read(host.path(p)), p.display().to_string()),
+                    CaSource::File(p) => (
+                        host.read_pem_file(p).map_err(|e| e.to_string()),
+                        p.display().to_string(),
+                    ),
                     CaSource::Inline(pem) => (
                         Ok(pem.clone().into_bytes()),
                         format!("ca_pem of {}", d.host),
                     ),
                 };
                 match bytes
-                    .map_err(|e| format!("cannot read the CA {origin}: {e}"))
+                    .map_err(|e| format!("cannot read the CA: {e}"))
                     .and_then(|b| ca::intake(&b, &origin, now))
                 {
                     Ok(ca) => Some(ca),
@@ -643,6 +646,63 @@ mod tests {
                 .any(|c| c.contains(&format!("{anchors} is a symbolic link"))),
             "{o:?}"
         );
+    }
+
+    /// Security review (issue 15, finding 9): `ca_file = "/dev/zero"` grew
+    /// the process past 2 GB and a FIFO hung the domain.
+    #[test]
+    fn a_ca_file_that_is_a_device_fifo_or_huge_fails_fast() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        assert!(std::process::Command::new("mkfifo")
+            .arg(h.path("/fifo.crt"))
+            .status()
+            .expect("mkfifo")
+            .success());
+        std::fs::File::create(h.path("/big.crt"))
+            .and_then(|f| f.set_len(1 << 30))
+            .expect("sparse 1 GiB");
+        for (path, want) in [
+            (
+                "/fifo.crt",
+                "cannot read the CA: /fifo.crt is not a regular file (it is a FIFO)",
+            ),
+            (
+                "/big.crt",
+                "cannot read the CA: /big.crt is larger than 1 MiB",
+            ),
+        ] {
+            let mut d = desired("harbor.local", None);
+            d.ca = Some(CaSource::File(path.into()));
+            let p = plan(
+                &[d],
+                CERTS_D,
+                None,
+                &h,
+                Features::of(None),
+                SystemTime::now(),
+            );
+            assert!(p.failed["harbor.local"].starts_with(want), "{:?}", p.failed);
+            assert!(p.files.is_empty());
+        }
+        let mut d = desired("harbor.local", None);
+        d.ca = Some(CaSource::File("/dev/zero".into()));
+        let p = plan(
+            &[d],
+            CERTS_D,
+            None,
+            &Host::default(),
+            Features::of(None),
+            SystemTime::now(),
+        );
+        assert!(
+            p.failed["harbor.local"]
+                .contains("/dev/zero is not a regular file (it is a character device)"),
+            "{:?}",
+            p.failed
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -36,6 +36,10 @@ use trust::{Family as OsFamily, TrustTool};
 
 pub const DOMAIN: &str = "registry";
 
+/// The most the OS CA bundle may hold: a few hundred certificates are a
+/// few hundred kilobytes.
+const MAX_BUNDLE: u64 = 16 * crate::host::MAX_PEM_FILE;
+
 /// Whether a run changes the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -232,7 +236,7 @@ impl RegistryDomain {
         plan: &Plan,
         family: Option<OsFamily>,
     ) -> Vec<(String, String, ProbeResult, bool)> {
-        let system_pem = family.and_then(|f| std::fs::read(self.host.path(f.bundle())).ok());
+        let system_pem = family.and_then(|f| self.host.read_small(f.bundle(), MAX_BUNDLE).ok());
         let timeout = self.settings.probe_timeout.get();
         let jobs: Vec<(String, String, bool, TlsSettings)> = desired
             .iter()
@@ -251,8 +255,8 @@ impl RegistryDomain {
                     },
                     client: d.client.as_ref().and_then(|(c, k)| {
                         Some((
-                            std::fs::read(self.host.path(c)).ok()?,
-                            std::fs::read(self.host.path(k)).ok()?,
+                            self.host.read_pem_file(c).ok()?,
+                            self.host.read_pem_file(k).ok()?,
                         ))
                     }),
                     skip_verify: d.skip_verify,
@@ -411,9 +415,10 @@ impl Domain for RegistryDomain {
 /// Whether the OS bundle already holds every CA the agent puts in the trust
 /// store (compared by their base64 bodies, whatever the line breaks).
 fn bundle_has_all(host: &Host, family: OsFamily, regs: &[desired::Desired], plan: &Plan) -> bool {
-    let Ok(bundle) = std::fs::read_to_string(host.path(family.bundle())) else {
+    let Ok(bundle) = host.read_small(family.bundle(), MAX_BUNDLE) else {
         return false;
     };
+    let bundle = String::from_utf8_lossy(&bundle);
     let body = |pem: &str| -> Vec<String> {
         let mut certs = Vec::new();
         let mut cur = String::new();
