@@ -551,3 +551,82 @@ fn mirror_url_credentials_are_refused_and_never_shown() {
     assert!(!shown.contains("url-pass-hunter2"), "{shown}");
     assert!(shown.contains("***@"), "{shown}");
 }
+
+/// Security review (issue 15, finding 4): label values were written
+/// unescaped, so a mirror URL with a quote and a newline forged sample
+/// lines (`hybrid_node_gpu_driver_ok{forged="yes"} 1`) and made the scrape
+/// unparseable. The scrape now parses (promtool, when installed) and the
+/// value stays inside its own label.
+#[test]
+fn hostile_label_values_cannot_forge_samples() {
+    let (root, cfg) = root_with("harbor-ssm.yaml", "/nonexistent/containerd");
+    let r = root.path();
+    std::fs::write(
+        &cfg,
+        "[containerd]\nbinary = \"/nonexistent/containerd\"\n[registries]\nprobe_timeout = \"500ms\"\n[network]\napi_server = false\n",
+    )
+    .expect("write");
+    let toml = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"harbor.example.internal\"]\n  endpoint = [\"https://127.0.0.1:9/x\\\"} 1\\nhybrid_node_gpu_driver_ok{forged=\\\"yes\\\"} 1\\n\"]\n";
+    let nc = r.join(NODECONFIG);
+    let text = std::fs::read_to_string(&nc).expect("read");
+    std::fs::write(&nc, with_containerd_config(&text, toml)).expect("write");
+    let mut agent = Agent::start(
+        &["--root", r.to_str().expect("utf-8"), "--config", &cfg],
+        &[],
+        None,
+    );
+    agent.wait_ready();
+    let scrape = eventually(Duration::from_secs(15), || {
+        let m = agent.metrics();
+        m.contains("127.0.0.1:9").then_some(m)
+    })
+    .expect("registry probed");
+    drop(agent);
+    assert!(
+        !scrape
+            .lines()
+            .any(|l| l.contains("forged") && !l.contains("registry=")),
+        "a forged sample:\n{scrape}"
+    );
+    let line = scrape
+        .lines()
+        .find(|l| l.starts_with("hybrid_node_registry_up{") && l.contains("127.0.0.1:9"))
+        .unwrap_or_else(|| panic!("registry_up of the mirror in\n{scrape}"));
+    assert!(
+        line.contains(r#"endpoint="https://127.0.0.1:9/x\"} 1\nhybrid_node_gpu_driver_ok{forged=\"yes\"} 1\n""#),
+        "{line}"
+    );
+    for l in scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        hybrid_node_agent::metrics::label::parse_sample(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    if let Some(promtool) = require_tool("promtool") {
+        use std::io::Write;
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(scrape.as_bytes())
+            .expect("feed promtool");
+        let out = child.wait_with_output().expect("promtool");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !report.contains("error while linting") && !report.contains("parse"),
+            "promtool: {report}\n---\n{scrape}"
+        );
+        assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
+    }
+}

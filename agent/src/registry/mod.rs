@@ -17,6 +17,7 @@ use crate::containerd::effective::{Binary, ContainerdTool};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
+use crate::metrics::label::LabelValue;
 use crate::metrics::ResultLabel;
 use crate::time::rfc3339;
 use desired::Desired;
@@ -51,14 +52,14 @@ pub enum Mode {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct EndpointLabels {
-    registry: String,
-    endpoint: String,
+    registry: LabelValue,
+    endpoint: LabelValue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CaLabels {
-    registry: String,
-    fingerprint: String,
+    registry: LabelValue,
+    fingerprint: LabelValue,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -294,8 +295,8 @@ impl RegistryDomain {
         m.ca_expiry.clear();
         for (registry, endpoint, r, _) in probes {
             let l = EndpointLabels {
-                registry: registry.clone(),
-                endpoint: endpoint.clone(),
+                registry: registry.as_str().into(),
+                endpoint: endpoint.as_str().into(),
             };
             m.up.get_or_create(&l).set(i64::from(r.up));
             m.tls_verified
@@ -311,8 +312,8 @@ impl RegistryDomain {
         for (registry, ca) in &plan.cas {
             m.ca_expiry
                 .get_or_create(&CaLabels {
-                    registry: registry.clone(),
-                    fingerprint: ca.short_id().to_owned(),
+                    registry: registry.as_str().into(),
+                    fingerprint: ca.short_id().into(),
                 })
                 .set(ca.not_after as f64);
         }
