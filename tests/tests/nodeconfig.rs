@@ -630,3 +630,53 @@ fn hostile_label_values_cannot_forge_samples() {
         assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
     }
 }
+
+/// Security review (issue 15, finding 8): decode errors quoted a numeric
+/// activation code whole, and the part of a quoted value after an escaped
+/// quote, in `check`'s summaries and `render`'s error.
+#[test]
+fn decode_errors_never_quote_the_activation_code() {
+    for (body, secret) in [
+        (
+            r#"{"activationCode": 123456789012345678901234, "activationId": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"}"#,
+            "12345678",
+        ),
+        (r#""Xk3p\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ""#, "Q9vL2mN8"),
+    ] {
+        let root = root_from_fixture("empty");
+        let nc = root.path().join(NODECONFIG);
+        std::fs::create_dir_all(nc.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            &nc,
+            format!(r#"{{"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig", "spec": {{"cluster": {{"name": "c", "region": "us-west-2"}}, "hybrid": {{"ssm": {body}}}}}}}"#),
+        )
+        .expect("write");
+        let cfg = root.path().join("agent.toml");
+        std::fs::write(&cfg, "[containerd]\nbinary = \"/nonexistent/containerd\"\n")
+            .expect("write");
+        let (_, report, all) = check_json(root.path(), cfg.to_str().expect("utf-8"));
+        assert!(!all.contains(secret) && !all.contains("e+23"), "{all}");
+        let summaries: Vec<&str> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["domain"] == "nodeconfig")
+            .filter_map(|c| c["summary"].as_str())
+            .collect();
+        assert!(
+            summaries.iter().any(|s| s.contains("invalid type")),
+            "the decode error is still reported: {summaries:?}"
+        );
+        let out = run_agent(&["render", "--nodeconfig", nc.to_str().expect("utf-8")]);
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !shown.contains(secret) && !shown.contains("e+23"),
+            "{shown}"
+        );
+        assert!(shown.contains("invalid type"), "{shown}");
+    }
+}
