@@ -353,6 +353,8 @@ fn versions(
 #[derive(Debug)]
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// The configured hash of the highest cost (see [`BasicAuth::new`]).
+    dummy: Option<String>,
     cache: Mutex<HashMap<u64, bool>>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -380,20 +382,36 @@ impl std::fmt::Debug for Pending {
             .finish_non_exhaustive()
     }
 }
-/// Verified against for unknown users, so their answer takes as long as a
-/// known user's.
-fn dummy_hash() -> &'static str {
+/// A fallback for [`BasicAuth::dummy`] (there is always a configured hash).
+fn default_dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| bcrypt::hash("hybrid-node-agent", bcrypt::DEFAULT_COST).unwrap_or_default())
 }
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> Self {
+        // Unknown users are verified against the configured hash of the
+        // highest cost, so their answer takes as long as a known user's (a
+        // fixed cost-12 dummy beside cost-10 hashes told names apart by
+        // time). Its verdict is discarded: the user is unknown.
+        let dummy = users
+            .values()
+            .filter_map(|h| Some((h.parse::<bcrypt::HashParts>().ok()?.get_cost(), h)))
+            .max_by_key(|(cost, _)| *cost)
+            .map(|(_, h)| h.clone());
         BasicAuth {
             users,
+            dummy,
             cache: Mutex::new(HashMap::new()),
             hasher: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The hash an unknown user's password is verified against.
+    fn dummy(&self) -> &str {
+        self.dummy
+            .as_deref()
+            .unwrap_or_else(|| default_dummy_hash())
     }
 
     /// Whether an `Authorization` header value grants access, bcrypt
@@ -451,7 +469,7 @@ impl BasicAuth {
         let ok = match self.users.get(&p.user) {
             Some(hash) => bcrypt::verify(&p.password, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(&p.password, dummy_hash());
+                let _ = bcrypt::verify(&p.password, self.dummy());
                 false
             }
         };
@@ -616,6 +634,30 @@ mod tests {
         assert!(!auth.allows(header("nobody:secret").as_ref()));
         assert!(!auth.allows(None));
         assert!(!auth.allows(HeaderValue::from_str("Basic !!!").ok().as_ref()));
+    }
+
+    /// Security review (issue 15, finding 7): unknown users were checked
+    /// against a cost-12 dummy while the configured hashes had cost 10
+    /// (142 ms against 564 ms): user names could be told apart by time.
+    #[test]
+    fn unknown_users_are_checked_at_the_configured_cost() {
+        let users = BTreeMap::from([
+            ("a".to_owned(), bcrypt::hash("pa", 4).expect("hash")),
+            ("b".to_owned(), bcrypt::hash("pb", 5).expect("hash")),
+        ]);
+        let auth = BasicAuth::new(users);
+        let cost = |h: &str| h.parse::<bcrypt::HashParts>().expect("bcrypt").get_cost();
+        assert_eq!(cost(auth.dummy()), 5, "the highest configured cost");
+        let header = |s: &str| {
+            HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            ))
+            .expect("header")
+        };
+        // The dummy's own password does not let an unknown user in.
+        assert!(!auth.allows(Some(&header("nobody:pb"))));
+        assert!(auth.allows(Some(&header("b:pb"))));
     }
 
     #[test]
