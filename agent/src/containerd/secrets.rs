@@ -97,11 +97,10 @@ fn walk_value(v: &Value, path: &str, secret: bool, out: &mut Vec<(String, String
                 walk_value(v, &format!("{path}.{key}"), is_secret_key(key), out);
             }
         }
-        _ if secret => {
-            if v.as_str() != Some(PLACEHOLDER) {
-                out.push((path.to_owned(), v.to_string()));
-            }
+        _ if secret && v.as_str() != Some(PLACEHOLDER) => {
+            out.push((path.to_owned(), v.to_string()));
         }
+        _ if secret => {}
         Value::Array(a) => a.iter().for_each(|v| walk_value(v, path, false, out)),
         _ => {}
     }
