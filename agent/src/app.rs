@@ -244,6 +244,9 @@ fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<Exit
     for note in &merged.conflicts {
         println!("\n# note: {note}");
     }
+    for refused in &merged.rejected {
+        println!("\n# not configured: {refused}");
+    }
     for (registry, e) in &plan.failed {
         println!(
             "\n# {registry}: {e}\n# (the agent writes this registry's files once that is fixed)"

@@ -315,18 +315,9 @@ pub const CAPABILITIES: [&str; 4] = ["pull", "resolve", "push", "referrers"];
 impl RegistryEntry {
     fn validate(&self, allow_skip_verify: bool) -> Result<(), String> {
         let h = &self.host;
-        let name_ok = h == "_default"
-            || (!h.is_empty()
-                && !h.contains("://")
-                && !h.contains('/')
-                && h.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
-                })
-                && h.rsplit_once(':')
-                    .is_none_or(|(_, port)| port.parse::<u16>().is_ok() || h.starts_with('[')));
-        if !name_ok {
+        if let Err(e) = crate::registry::name::validate(h) {
             return Err(format!(
-                "registry host {h:?} must be a name, name:port or _default (no scheme or path)"
+                "registry host {h:?} must be a name, name:port or _default (no scheme or path): {e}"
             ));
         }
         if self.ca_file.is_some() && self.ca_pem.is_some() {
@@ -349,6 +340,12 @@ impl RegistryEntry {
             ));
         }
         for m in &self.mirrors {
+            if let Some(shown) = crate::registry::name::redact_userinfo(&m.url) {
+                return Err(format!(
+                    "registry {h}: mirror url {shown:?} carries credentials; remove them from the \
+                     URL (credentials belong in the registry's auth settings, not in an endpoint)"
+                ));
+            }
             if !(m.url.starts_with("https://") || m.url.starts_with("http://")) {
                 return Err(format!(
                     "registry {h}: mirror url {:?} must start with https:// or http://",
@@ -847,6 +844,33 @@ mirrors = [{ url = "https://mirror.example.internal:8443" }]
         }
         let unsafe_ok = p("[registries]\nallow_skip_verify = true\n[[registry]]\nhost = \"x:5000\"\nskip_verify = true\n");
         assert!(unsafe_ok.is_ok());
+    }
+
+    /// Security review (issue 15, finding 5): `.`, `..` and `[..]` passed,
+    /// putting hosts.toml in the certs.d root or its parent.
+    #[test]
+    fn registry_hosts_that_leave_their_directory_are_rejected() {
+        for host in [".", "..", "[..]", "[..]:5000", "a/b", "", "x\\\"\\ny"] {
+            let text = format!("[[registry]]\nhost = \"{host}\"\n");
+            let err = p(&text).expect_err(&text).to_string();
+            assert!(
+                err.contains("must be a name, name:port or _default"),
+                "{text}: {err}"
+            );
+        }
+        assert!(p("[[registry]]\nhost = \"[fd00::10]:5000\"\n").is_ok());
+    }
+
+    /// Security review (issue 15, finding 10): credentials in a mirror URL
+    /// are refused, and the refusal does not repeat them.
+    #[test]
+    fn mirror_url_credentials_are_rejected_without_echoing_them() {
+        let text = "[[registry]]\nhost = \"harbor.local\"\nmirrors = [{ url = \"https://robot:hunter2@mirror.local:8443\" }]\n";
+        let err = p(text).expect_err("credentials in a URL").to_string();
+        assert!(err.contains("registry harbor.local"), "{err}");
+        assert!(err.contains("https://***@mirror.local:8443"), "{err}");
+        assert!(err.contains("auth"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("robot"), "{err}");
     }
 
     #[test]

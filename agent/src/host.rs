@@ -68,6 +68,105 @@ pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The most a certificate, key or CA bundle file the agent reads may hold.
+/// Real ones are kilobytes; the cap keeps a wrong path (`/dev/zero`, a
+/// disk image) from growing the process without bound.
+pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// Why a small file (certificate, key, CA, config) could not be read. Each
+/// names the host path and what was expected of it.
+#[derive(Debug, thiserror::Error)]
+pub enum SmallFileError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{} is not a regular file (it is {kind}); expected a file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{} is larger than {}; expected a file of at most that size", path.display(), size_text(*limit))]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+}
+
+impl SmallFileError {
+    /// Whether the file does not exist (callers word that case themselves).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SmallFileError::Open { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+fn size_text(bytes: u64) -> String {
+    if bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+impl Host {
+    /// Reads the host file `host_path`, which must be a regular file of at
+    /// most `limit` bytes. Opened non-blocking, so a FIFO fails at once
+    /// instead of hanging the domain; the type is checked on the open file
+    /// (no race with a rename); the read goes through `take(limit + 1)`, so
+    /// a file that grows while it is read cannot exceed the cap either.
+    pub fn read_small(
+        &self,
+        host_path: impl AsRef<Path>,
+        limit: u64,
+    ) -> Result<Vec<u8>, SmallFileError> {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let shown = host_path.as_ref().to_owned();
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(self.path(&shown))
+            .map_err(|source| SmallFileError::Open {
+                path: shown.clone(),
+                source,
+            })?;
+        let meta = file.metadata().map_err(|source| SmallFileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let t = meta.file_type();
+        if !t.is_file() {
+            let kind = if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a file"
+            };
+            return Err(SmallFileError::NotRegular { path: shown, kind });
+        }
+        if meta.len() > limit {
+            return Err(SmallFileError::TooLarge { path: shown, limit });
+        }
+        let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|source| SmallFileError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+        if out.len() as u64 > limit {
+            return Err(SmallFileError::TooLarge { path: shown, limit });
+        }
+        Ok(out)
+    }
+
+    /// [`Host::read_small`] of a certificate, key or CA file.
+    pub fn read_pem_file(&self, host_path: impl AsRef<Path>) -> Result<Vec<u8>, SmallFileError> {
+        self.read_small(host_path, MAX_PEM_FILE)
+    }
+}
+
 /// Writes `contents` to `path` so that a reader (or a crash) sees either the
 /// old file or the whole new one, never a part: a temp file in the same
 /// directory, fsync, rename over the target, fsync the directory.
@@ -157,6 +256,51 @@ pub fn remove_stale_temps(dir: &Path, owns: impl Fn(&str) -> bool) {
 
 #[cfg(test)]
 mod tests {
+    /// Security review (issue 15, finding 9): `ca_file = "/dev/zero"` grew
+    /// the process past 2 GB, a 1 GiB file took 1 GB, and a FIFO hung the
+    /// domain. Each now fails at once, naming the path and what was wrong.
+    #[test]
+    fn small_reads_refuse_devices_fifos_and_big_files() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        let e = Host::default()
+            .read_pem_file("/dev/zero")
+            .expect_err("a device");
+        assert_eq!(
+            e.to_string(),
+            "/dev/zero is not a regular file (it is a character device); expected a file"
+        );
+        let status = std::process::Command::new("mkfifo")
+            .arg(h.path("/fifo"))
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let e = h.read_pem_file("/fifo").expect_err("a FIFO");
+        assert!(
+            e.to_string()
+                .starts_with("/fifo is not a regular file (it is a FIFO)"),
+            "{e}"
+        );
+        let big = File::create(h.path("/big.pem")).expect("create");
+        big.set_len(1 << 30).expect("sparse 1 GiB");
+        let e = h.read_pem_file("/big.pem").expect_err("too big");
+        assert_eq!(
+            e.to_string(),
+            "/big.pem is larger than 1 MiB; expected a file of at most that size"
+        );
+        fs::create_dir(h.path("/d")).expect("mkdir");
+        let e = h.read_pem_file("/d").expect_err("a directory");
+        assert!(e.to_string().contains("(it is a directory)"), "{e}");
+        assert!(h
+            .read_pem_file("/missing")
+            .expect_err("missing")
+            .is_not_found());
+        fs::write(h.path("/ok.pem"), b"abc").expect("write");
+        assert_eq!(h.read_pem_file("/ok.pem").expect("read"), b"abc");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     use super::*;
 
     #[test]

@@ -1,10 +1,13 @@
 //! The NodeConfig's embedded `containerd.config`: the merged-config analysis
 //! and the correction `render` offers. Invariants: no panic; check ids carry
-//! no input; a correction is valid TOML that, corrected again, stays the same.
+//! no input; a correction is valid TOML that, corrected again, stays the same;
+//! what `render` shows of it holds no credential value (every value of a
+//! key named password, auth, identitytoken, token, … is the placeholder).
 #![no_main]
 
 use hybrid_node_agent::containerd::effective::{analyze, ConfigSet, Context};
-use hybrid_node_agent::containerd::render::correct;
+use hybrid_node_agent::containerd::render::{correct, redact_credentials};
+use hybrid_node_agent::containerd::secrets::unredacted;
 use hybrid_node_agent::host::Host;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,5 +38,11 @@ fuzz_target!(|data: &[u8]| {
             again.moved.is_empty(),
             "registries left after the correction"
         );
+        let shown = redact_credentials(&fixed.text);
+        let doc: toml_edit::DocumentMut = shown
+            .parse()
+            .unwrap_or_else(|e| panic!("the redacted text does not parse: {e}\n{shown}"));
+        let left = unredacted(&doc);
+        assert!(left.is_empty(), "credentials shown: {left:?}\n{shown}");
     }
 });

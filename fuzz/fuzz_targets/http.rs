@@ -1,23 +1,33 @@
 //! HTTP request handling: raw bytes from a client, served by the agent's own
 //! HTTP/1 settings and handler over an in-memory connection. Invariants: no
 //! panic, no hang; whatever the client sends, the agent either answers with
-//! well-formed HTTP/1.x responses or closes the connection.
+//! well-formed HTTP/1.x responses or closes the connection. The same bytes
+//! are also a label value (as a hostile registry endpoint would be): the
+//! metric output, in both formats, stays one well-formed sample per line,
+//! and the value reads back unchanged from its own sample.
 #![no_main]
 
 use hybrid_node_agent::facts::Facts;
+use hybrid_node_agent::metrics::label::{parse_sample, LabelValue};
 use hybrid_node_agent::metrics::server::{http_builder, verify_slots, Endpoint, Handler};
 use hybrid_node_agent::metrics::webconfig::WebConfig;
-use hybrid_node_agent::metrics::{new_registry, CoreMetrics};
+use hybrid_node_agent::metrics::{encode, new_registry, CoreMetrics, Format};
 use hybrid_node_agent::state::Cache;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Hostile = Family<Vec<(&'static str, LabelValue)>, Gauge>;
 
 struct World {
     runtime: tokio::runtime::Runtime,
     handler: Handler,
+    registry: Arc<prometheus_client::registry::Registry>,
+    hostile: Hostile,
 }
 
 fn world() -> &'static World {
@@ -26,6 +36,13 @@ fn world() -> &'static World {
         let cache = Arc::new(Cache::default());
         let mut registry = new_registry();
         CoreMetrics::register(&mut registry, cache.clone(), std::time::SystemTime::now());
+        let hostile = Hostile::default();
+        registry.register(
+            "fuzz_hostile",
+            "A label value from the fuzzer",
+            hostile.clone(),
+        );
+        let registry = Arc::new(registry);
         let web = WebConfig {
             headers: vec![(
                 HeaderName::from_static("x-content-type-options"),
@@ -40,13 +57,15 @@ fn world() -> &'static World {
                 .expect("runtime"),
             handler: Handler::new(
                 Arc::new(Endpoint {
-                    registry: Arc::new(registry),
+                    registry: registry.clone(),
                     cache,
                     facts: Facts::default(),
                 }),
                 Arc::new(web),
                 verify_slots(),
             ),
+            registry,
+            hostile,
         }
     })
 }
@@ -71,6 +90,34 @@ fuzz_target!(|data: &[u8]| {
             answer.starts_with(b"HTTP/1.1 ") || answer.starts_with(b"HTTP/1.0 "),
             "not an HTTP/1.x response: {:?}",
             String::from_utf8_lossy(&answer[..answer.len().min(80)])
+        );
+    }
+
+    let value = String::from_utf8_lossy(data);
+    w.hostile.clear();
+    w.hostile
+        .get_or_create(&vec![("registry", LabelValue::from(value.as_ref()))])
+        .set(1);
+    for format in [Format::Prometheus, Format::OpenMetrics] {
+        let text = encode(&w.registry, format).expect("encode");
+        let mut found = 0;
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (name, labels, _) =
+                parse_sample(line).unwrap_or_else(|e| panic!("{format:?}: {e}: {line:?}"));
+            if name == "hybrid_node_fuzz_hostile" {
+                found += 1;
+                assert_eq!(
+                    labels,
+                    [("registry".to_owned(), value.clone().into_owned())]
+                );
+            }
+        }
+        assert_eq!(
+            found, 1,
+            "{format:?}: one sample for the hostile value:\n{text}"
         );
     }
 });

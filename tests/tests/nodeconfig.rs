@@ -439,3 +439,244 @@ fn watch_follows_every_kind_of_edit_and_keeps_the_last_good() {
     std::fs::write(&file, &good2).expect("write");
     wait_for(&agent, (1.0, 4.0, 1.0), "valid in-place write");
 }
+
+/// `apply -o json` on `root` with agent config `cfg`.
+fn apply_json(root: &Path, cfg: &str) -> (Value, String) {
+    let out = run_agent(&[
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--config",
+        cfg,
+        "apply",
+        "-o",
+        "json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {all}"));
+    (v, all)
+}
+
+/// Security review (issue 15, finding 5): registry names from the
+/// NodeConfig's inline containerd config were not validated: `evil/sub`
+/// wrote through a symlinked `certs.d/evil`, and `..`, `.` and `""` put
+/// hosts.toml in certs.d's root or its parent. Each is now skipped and named
+/// in a failing check.
+#[test]
+fn nodeconfig_registry_names_cannot_leave_certs_d() {
+    let (root, cfg) = root_with("harbor-ssm.yaml", "/nonexistent/containerd");
+    let r = root.path();
+    std::fs::write(
+        &cfg,
+        "[containerd]\nbinary = \"/nonexistent/containerd\"\n[registries]\nprobe_timeout = \"500ms\"\n",
+    )
+    .expect("write");
+    let mut toml = String::from("version = 2\n");
+    for name in ["evil/sub", "..", ".", ""] {
+        toml.push_str(&format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"{name}\"]\n  endpoint = [\"https://127.0.0.1:9\"]\n"
+        ));
+    }
+    let nc = r.join(NODECONFIG);
+    let text = std::fs::read_to_string(&nc).expect("read");
+    std::fs::write(&nc, with_containerd_config(&text, &toml)).expect("write");
+    let certs_d = r.join("etc/containerd/certs.d");
+    let outside = r.join("outside");
+    std::fs::create_dir_all(&certs_d).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, certs_d.join("evil")).expect("symlink");
+
+    let (report, all) = apply_json(r, &cfg);
+    assert!(
+        std::fs::read_dir(&outside).expect("read").next().is_none(),
+        "written through certs.d/evil: {all}"
+    );
+    for p in [
+        "etc/containerd/certs.d/hosts.toml",
+        "etc/containerd/hosts.toml",
+    ] {
+        assert!(!r.join(p).exists(), "{p} written: {all}");
+    }
+    let (st, summary) = status(&report, "registry", "sources");
+    assert_eq!(st, "fail", "{summary}");
+    for name in ["\"evil/sub\"", "\"..\"", "\".\"", "\"\""] {
+        assert!(
+            summary.contains(&format!(
+                "registry name {name} from the NodeConfig spec.containerd.config"
+            )),
+            "{name}: {summary}"
+        );
+    }
+}
+
+/// Security review (issue 15, finding 10): a mirror URL with credentials
+/// (`https://user:pass@host`) was echoed in `check`, /status, labels and
+/// hosts.toml. Now the registry is refused with a message that shows the URL
+/// as `***@` and says where credentials belong.
+#[test]
+fn mirror_url_credentials_are_refused_and_never_shown() {
+    let (root, cfg) = root_with("harbor-ssm.yaml", "/nonexistent/containerd");
+    let r = root.path();
+    let toml = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"harbor.example.internal\"]\n  endpoint = [\"https://robot:url-pass-hunter2@127.0.0.1:9/v2\"]\n";
+    let nc = r.join(NODECONFIG);
+    let text = std::fs::read_to_string(&nc).expect("read");
+    std::fs::write(&nc, with_containerd_config(&text, toml)).expect("write");
+
+    let (_, report, all) = check_json(r, &cfg);
+    assert!(!all.contains("url-pass-hunter2"), "{all}");
+    let (st, summary) = status(&report, "registry", "sources");
+    assert_eq!(st, "fail", "{summary}");
+    assert!(summary.contains("harbor.example.internal"), "{summary}");
+    assert!(summary.contains("https://***@127.0.0.1:9/v2"), "{summary}");
+    assert!(summary.contains("auth"), "{summary}");
+    let table = run_agent(&[
+        "--root",
+        r.to_str().expect("utf-8"),
+        "--config",
+        &cfg,
+        "check",
+        "--color",
+        "never",
+    ]);
+    assert!(!String::from_utf8_lossy(&table.stdout).contains("url-pass-hunter2"));
+    let (_, all) = apply_json(r, &cfg);
+    assert!(!all.contains("url-pass-hunter2"), "{all}");
+    assert!(
+        !r.join("etc/containerd/certs.d/harbor.example.internal")
+            .exists(),
+        "no hosts.toml with the password"
+    );
+    let out = run_agent(&["render", "--nodeconfig", nc.to_str().expect("utf-8")]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("url-pass-hunter2"), "{shown}");
+    assert!(shown.contains("***@"), "{shown}");
+}
+
+/// Security review (issue 15, finding 4): label values were written
+/// unescaped, so a mirror URL with a quote and a newline forged sample
+/// lines (`hybrid_node_gpu_driver_ok{forged="yes"} 1`) and made the scrape
+/// unparseable. The scrape now parses (promtool, when installed) and the
+/// value stays inside its own label.
+#[test]
+fn hostile_label_values_cannot_forge_samples() {
+    let (root, cfg) = root_with("harbor-ssm.yaml", "/nonexistent/containerd");
+    let r = root.path();
+    std::fs::write(
+        &cfg,
+        "[containerd]\nbinary = \"/nonexistent/containerd\"\n[registries]\nprobe_timeout = \"500ms\"\n[network]\napi_server = false\n",
+    )
+    .expect("write");
+    let toml = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"harbor.example.internal\"]\n  endpoint = [\"https://127.0.0.1:9/x\\\"} 1\\nhybrid_node_gpu_driver_ok{forged=\\\"yes\\\"} 1\\n\"]\n";
+    let nc = r.join(NODECONFIG);
+    let text = std::fs::read_to_string(&nc).expect("read");
+    std::fs::write(&nc, with_containerd_config(&text, toml)).expect("write");
+    let mut agent = Agent::start(
+        &["--root", r.to_str().expect("utf-8"), "--config", &cfg],
+        &[],
+        None,
+    );
+    agent.wait_ready();
+    let scrape = eventually(Duration::from_secs(15), || {
+        let m = agent.metrics();
+        m.contains("127.0.0.1:9").then_some(m)
+    })
+    .expect("registry probed");
+    drop(agent);
+    assert!(
+        !scrape
+            .lines()
+            .any(|l| l.contains("forged") && !l.contains("registry=")),
+        "a forged sample:\n{scrape}"
+    );
+    let line = scrape
+        .lines()
+        .find(|l| l.starts_with("hybrid_node_registry_up{") && l.contains("127.0.0.1:9"))
+        .unwrap_or_else(|| panic!("registry_up of the mirror in\n{scrape}"));
+    assert!(
+        line.contains(r#"endpoint="https://127.0.0.1:9/x\"} 1\nhybrid_node_gpu_driver_ok{forged=\"yes\"} 1\n""#),
+        "{line}"
+    );
+    for l in scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        hybrid_node_agent::metrics::label::parse_sample(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    if let Some(promtool) = require_tool("promtool") {
+        use std::io::Write;
+        let mut child = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(scrape.as_bytes())
+            .expect("feed promtool");
+        let out = child.wait_with_output().expect("promtool");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !report.contains("error while linting") && !report.contains("parse"),
+            "promtool: {report}\n---\n{scrape}"
+        );
+        assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
+    }
+}
+
+/// Security review (issue 15, finding 8): decode errors quoted a numeric
+/// activation code whole, and the part of a quoted value after an escaped
+/// quote, in `check`'s summaries and `render`'s error.
+#[test]
+fn decode_errors_never_quote_the_activation_code() {
+    for (body, secret) in [
+        (
+            r#"{"activationCode": 123456789012345678901234, "activationId": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"}"#,
+            "12345678",
+        ),
+        (r#""Xk3p\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ""#, "Q9vL2mN8"),
+    ] {
+        let root = root_from_fixture("empty");
+        let nc = root.path().join(NODECONFIG);
+        std::fs::create_dir_all(nc.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            &nc,
+            format!(r#"{{"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig", "spec": {{"cluster": {{"name": "c", "region": "us-west-2"}}, "hybrid": {{"ssm": {body}}}}}}}"#),
+        )
+        .expect("write");
+        let cfg = root.path().join("agent.toml");
+        std::fs::write(&cfg, "[containerd]\nbinary = \"/nonexistent/containerd\"\n")
+            .expect("write");
+        let (_, report, all) = check_json(root.path(), cfg.to_str().expect("utf-8"));
+        assert!(!all.contains(secret) && !all.contains("e+23"), "{all}");
+        let summaries: Vec<&str> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["domain"] == "nodeconfig")
+            .filter_map(|c| c["summary"].as_str())
+            .collect();
+        assert!(
+            summaries.iter().any(|s| s.contains("invalid type")),
+            "the decode error is still reported: {summaries:?}"
+        );
+        let out = run_agent(&["render", "--nodeconfig", nc.to_str().expect("utf-8")]);
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !shown.contains(secret) && !shown.contains("e+23"),
+            "{shown}"
+        );
+        assert!(shown.contains("invalid type"), "{shown}");
+    }
+}

@@ -8,6 +8,7 @@
 //! an imported file *replaces* the main file's table for that plugin.
 
 use super::config::{ContainerdConfig, CRI_V2};
+use super::secrets;
 use crate::check::{Check, Status};
 use crate::host::Host;
 use std::path::{Path, PathBuf};
@@ -280,14 +281,22 @@ pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<E
 }
 
 /// Writes the set to a private temp dir, with `imports` pointing there, and
-/// asks containerd to merge it.
+/// asks containerd to merge it. `check` and `apply` also run by hand under a
+/// umask of 022, so the directory (0700) and files (0600) get their modes
+/// explicitly; the copies carry no credentials either (the dump does not
+/// need them), in case the directory is ever readable after all.
 fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = tempfile::Builder::new()
         .prefix("hna-containerd-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let import_dir = dir.path().join("config.d");
-    std::fs::create_dir(&import_dir).map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&import_dir)
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let mut main: DocumentMut = set
         .main
         .parse()
@@ -295,14 +304,31 @@ fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, Strin
     let mut files = toml_edit::Array::new();
     for (i, (_, text)) in set.imports.iter().enumerate() {
         let path = import_dir.join(format!("{i:02}.toml"));
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut doc: DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+        secrets::redact(&mut doc);
+        write_private(&path, &doc.to_string())?;
         files.push(path.to_string_lossy().into_owned());
     }
     main.insert("imports", toml_edit::value(files));
+    secrets::redact(&mut main);
     let main_path = dir.path().join("config.toml");
-    std::fs::write(&main_path, main.to_string())
-        .map_err(|e| format!("cannot write {}: {e}", main_path.display()))?;
+    write_private(&main_path, &main.to_string())?;
     tool.dump(&main_path)
+}
+
+/// Creates `path` (new, mode 0600 whatever the umask) and writes `text`.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// containerd 1.x's import rule: top-level tables merge key by key, but each
@@ -602,6 +628,65 @@ mod tests {
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]
       BinaryName = "/usr/bin/nvidia-container-runtime"
 "#;
+
+    /// Records what `containerd config dump` would be able to see.
+    #[derive(Debug, Default)]
+    struct Spy {
+        seen: std::sync::Mutex<Vec<(String, u32, String)>>,
+    }
+
+    impl ContainerdTool for Spy {
+        fn version(&self) -> Option<Version> {
+            None
+        }
+        fn dump(&self, main: &Path) -> Result<String, String> {
+            use std::os::unix::fs::PermissionsExt;
+            let mut seen = self.seen.lock().map_err(|e| e.to_string())?;
+            let dir = main.parent().ok_or("no parent")?;
+            for p in [
+                dir.to_owned(),
+                dir.join("config.d"),
+                main.to_owned(),
+                dir.join("config.d/00.toml"),
+            ] {
+                let mode = std::fs::metadata(&p)
+                    .map_err(|e| e.to_string())?
+                    .permissions()
+                    .mode();
+                let text = if p.is_file() {
+                    std::fs::read_to_string(&p).map_err(|e| e.to_string())?
+                } else {
+                    String::new()
+                };
+                seen.push((p.display().to_string(), mode & 0o777, text));
+            }
+            std::fs::read_to_string(main).map_err(|e| e.to_string())
+        }
+    }
+
+    /// Security review (issue 15, finding 1): the scratch copy for
+    /// `containerd config dump` was world-readable under umask 022 and held
+    /// the registry password; other users could read it while `check` ran.
+    #[test]
+    fn the_dump_copy_is_private_and_holds_no_credentials() {
+        let inline = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"h\".auth]\n  username = \"robot$u\"\n  password = \"hunter2-s3cr3t\"\n";
+        let spy = Spy::default();
+        effective(&ConfigSet::projected(Some(inline)), Some(&spy)).expect("effective");
+        let seen = spy.seen.lock().expect("lock");
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        for (path, mode, text) in seen.iter() {
+            assert_eq!(mode & 0o077, 0, "{path} is {mode:o}: readable by others");
+            assert!(
+                !text.contains("hunter2-s3cr3t"),
+                "{path} holds the password"
+            );
+        }
+        assert!(
+            seen[3].2.contains("robot$u"),
+            "the rest of the import is kept: {}",
+            seen[3].2
+        );
+    }
 
     #[test]
     fn versions_parse() {

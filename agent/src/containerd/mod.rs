@@ -5,6 +5,7 @@
 pub mod config;
 pub mod effective;
 pub mod render;
+pub mod secrets;
 
 use crate::check::Check;
 use crate::config::Config;

@@ -162,28 +162,19 @@ fn restore_nodeadm(
     Ok(())
 }
 
-/// Replaces credential values (`password`, `auth`, `identitytoken`) with a
-/// placeholder, for display.
+/// Replaces every credential value with a placeholder, for display. The
+/// TOML is parsed and walked ([`super::secrets`]), so dotted keys, quoted
+/// keys, odd spacing and multi-line strings are all caught; text that does
+/// not parse is not shown at all rather than shown unredacted.
 pub fn redact_credentials(text: &str) -> String {
-    const SECRET_KEYS: [&str; 3] = ["password", "auth", "identitytoken"];
-    text.lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            let key = trimmed
-                .split(['=', ' '])
-                .next()
-                .unwrap_or("")
-                .trim_matches('"');
-            if SECRET_KEYS.contains(&key) && trimmed.contains('=') {
-                let indent = &line[..line.len() - trimmed.len()];
-                format!("{indent}{key} = \"<redacted: keep your current value>\"")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + if text.ends_with('\n') { "\n" } else { "" }
+    match text.parse::<DocumentMut>() {
+        Ok(mut doc) => {
+            super::secrets::redact(&mut doc);
+            doc.to_string()
+        }
+        Err(_) => "# (not shown: it is not valid TOML, so its credentials cannot be redacted)\n"
+            .to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +288,41 @@ mod tests {
         let c = correct(text, None).expect("correct");
         assert_eq!(c.text, text);
         assert!(c.restored.is_empty());
+    }
+
+    /// Security review (issue 15, finding 6): the line-by-line redaction
+    /// missed dotted keys, a tab before `=`, quoted keys and multi-line
+    /// strings; `render` printed those passwords in clear.
+    #[test]
+    fn every_credential_spelling_is_redacted_for_display() {
+        let text = "version = 2\n\
+[plugins.\"io.containerd.grpc.v1.cri\".registry]\n\
+  configs.\"h\".auth.password = \"dotted-pw-1\"\n\
+[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"h2\"]\n\
+  auth.password = \"dotted-pw-2\"\n\
+[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"h3\".auth]\n\
+  username = \"robot$k8s\"\n\
+  password\t= \"tab-pw-3\"\n\
+  'identitytoken' = \"quoted-token-4\"\n\
+  auth = \"\"\"\nbXVsdGk6\nline-pw-5\"\"\"\n";
+        let out = redact_credentials(text);
+        for s in [
+            "dotted-pw-1",
+            "dotted-pw-2",
+            "tab-pw-3",
+            "quoted-token-4",
+            "line-pw-5",
+            "bXVsdGk6",
+        ] {
+            assert!(!out.contains(s), "{s} shown:\n{out}");
+        }
+        assert!(out.contains("username = \"robot$k8s\""), "{out}");
+        assert_eq!(
+            out.matches(super::super::secrets::PLACEHOLDER).count(),
+            5,
+            "{out}"
+        );
+        assert!(!redact_credentials("password = \"unterminated").contains("unterminated"));
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-type Labels = Vec<(&'static str, String)>;
+type Labels = Vec<(&'static str, LabelValue)>;
+use crate::metrics::label::LabelValue;
 type FGauge = Gauge<f64, AtomicU64>;
 
 #[derive(Debug, Clone, Default)]
@@ -315,18 +316,18 @@ impl GpuDomain {
     fn export(&mut self, g: &GpuReading) {
         let m = self.metrics.clone();
         let base: Labels = vec![
-            ("gpu", g.index.to_string()),
-            ("uuid", g.uuid.clone()),
-            ("model", g.name.clone()),
+            ("gpu", LabelValue::from(g.index.to_string())),
+            ("uuid", LabelValue::from(g.uuid.clone())),
+            ("model", LabelValue::from(g.name.clone())),
         ];
         let with = |k: &'static str, v: &str| {
             let mut l = base.clone();
-            l.push((k, v.to_owned()));
+            l.push((k, LabelValue::from(v.to_owned())));
             l
         };
         let mut info = base.clone();
-        info.push(("pci_bus_id", g.pci_bus_id.clone()));
-        info.push(("vbios", g.vbios.clone()));
+        info.push(("pci_bus_id", LabelValue::from(g.pci_bus_id.clone())));
+        info.push(("vbios", LabelValue::from(g.vbios.clone())));
         m.info.get_or_create(&info).set(1);
         if let Some(t) = g.temperature {
             m.temperature.get_or_create(&base).set(f64::from(t));
@@ -347,7 +348,7 @@ impl GpuDomain {
         ] {
             if let Some(v) = value {
                 let mut l = with("type", kind);
-                l.push(("scope", scope.to_owned()));
+                l.push(("scope", LabelValue::from(scope.to_owned())));
                 self.count_up(&m.ecc_errors, l, v);
             }
         }
@@ -414,9 +415,9 @@ impl GpuDomain {
                 self.metrics
                     .driver_info
                     .get_or_create(&vec![
-                        ("version", d.version.clone()),
-                        ("cuda_version", d.cuda_version.clone().unwrap_or_default()),
-                        ("kernel_module", flavour.to_owned()),
+                        ("version", LabelValue::from(d.version.clone())),
+                        ("cuda_version", LabelValue::from(d.cuda_version.clone().unwrap_or_default())),
+                        ("kernel_module", LabelValue::from(flavour.to_owned())),
                     ])
                     .set(1);
                 let major: u32 = d.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -582,9 +583,9 @@ impl Domain for GpuDomain {
             self.metrics
                 .xid
                 .get_or_create(&vec![
-                    ("gpu", e.gpu.to_string()),
-                    ("xid", e.xid.to_string()),
-                    ("class", class.as_str().to_owned()),
+                    ("gpu", LabelValue::from(e.gpu.to_string())),
+                    ("xid", LabelValue::from(e.xid.to_string())),
+                    ("class", LabelValue::from(class.as_str().to_owned())),
                 ])
                 .inc();
             self.history.record(xid::Seen {

@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod expfmt;
+pub mod label;
 pub mod server;
 pub mod webconfig;
 
@@ -188,9 +189,9 @@ impl Collector for CheckStatus {
             for check in snapshots.values().flat_map(|s| s.checks.iter()) {
                 for status in Status::ALL {
                     let labels = [
-                        ("domain", check.domain),
-                        ("check", check.id.as_str()),
-                        ("status", status.as_str()),
+                        ("domain", label::LabelValue::from(check.domain)),
+                        ("check", check.id.as_str().into()),
+                        ("status", status.as_str().into()),
                     ];
                     ConstGauge::new(i64::from(check.status == status))
                         .encode(family.encode_family(&labels)?)?;

@@ -99,9 +99,11 @@ pub struct WebConfig {
 /// Loads `path` (a host path). Errors name the file, and the line and
 /// column for YAML errors.
 pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
-    let real = host.path(path);
-    let text = std::fs::read_to_string(&real)
-        .map_err(|e| format!("cannot read web config {}: {e}", path.display()))?;
+    let bytes = host
+        .read_small(path, crate::host::MAX_PEM_FILE)
+        .map_err(|e| format!("cannot read web config: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("cannot read web config {}: not UTF-8", path.display()))?;
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
@@ -145,28 +147,29 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
         }
         let cert_path = resolve(&tls.cert_file);
         let key_path = resolve(&tls.key_file);
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(host.path(&cert_path))
-                .map_err(|e| {
-                    err(format!(
-                        "tls_server_config.cert_file {}: {e}",
-                        cert_path.display()
-                    ))
-                })?
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    err(format!(
-                        "tls_server_config.cert_file {}: {e}",
-                        cert_path.display()
-                    ))
-                })?;
+        // Read through the bounded helper: a device, FIFO or huge file
+        // named here must fail the load, not hang or exhaust it.
+        let pem = |field: &str, p: &Path| {
+            host.read_pem_file(p)
+                .map_err(|e| err(format!("tls_server_config.{field}: {e}")))
+        };
+        let cert_pem = pem("cert_file", &cert_path)?;
+        let key_pem = pem("key_file", &key_path)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                err(format!(
+                    "tls_server_config.cert_file {}: {e}",
+                    cert_path.display()
+                ))
+            })?;
         if certs.is_empty() {
             return Err(err(format!(
                 "tls_server_config.cert_file {} holds no certificate",
                 cert_path.display()
             )));
         }
-        let key = PrivateKeyDer::from_pem_file(host.path(&key_path)).map_err(|e| {
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             err(format!(
                 "tls_server_config.key_file {}: {e}",
                 key_path.display()
@@ -190,12 +193,8 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
             Some(ca) => {
                 let ca_path = resolve(ca);
                 let mut roots = RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(host.path(&ca_path)).map_err(|e| {
-                    err(format!(
-                        "tls_server_config.client_ca_file {}: {e}",
-                        ca_path.display()
-                    ))
-                })? {
+                let ca_pem = pem("client_ca_file", &ca_path)?;
+                for c in CertificateDer::pem_slice_iter(&ca_pem) {
                     let c = c.map_err(|e| {
                         err(format!(
                             "tls_server_config.client_ca_file {}: {e}",
@@ -354,6 +353,8 @@ fn versions(
 #[derive(Debug)]
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// The configured hash of the highest cost (see [`BasicAuth::new`]).
+    dummy: Option<String>,
     cache: Mutex<HashMap<u64, bool>>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -381,20 +382,36 @@ impl std::fmt::Debug for Pending {
             .finish_non_exhaustive()
     }
 }
-/// Verified against for unknown users, so their answer takes as long as a
-/// known user's.
-fn dummy_hash() -> &'static str {
+/// A fallback for [`BasicAuth::dummy`] (there is always a configured hash).
+fn default_dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| bcrypt::hash("hybrid-node-agent", bcrypt::DEFAULT_COST).unwrap_or_default())
 }
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> Self {
+        // Unknown users are verified against the configured hash of the
+        // highest cost, so their answer takes as long as a known user's (a
+        // fixed cost-12 dummy beside cost-10 hashes told names apart by
+        // time). Its verdict is discarded: the user is unknown.
+        let dummy = users
+            .values()
+            .filter_map(|h| Some((h.parse::<bcrypt::HashParts>().ok()?.get_cost(), h)))
+            .max_by_key(|(cost, _)| *cost)
+            .map(|(_, h)| h.clone());
         BasicAuth {
             users,
+            dummy,
             cache: Mutex::new(HashMap::new()),
             hasher: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The hash an unknown user's password is verified against.
+    fn dummy(&self) -> &str {
+        self.dummy
+            .as_deref()
+            .unwrap_or_else(|| default_dummy_hash())
     }
 
     /// Whether an `Authorization` header value grants access, bcrypt
@@ -452,7 +469,7 @@ impl BasicAuth {
         let ok = match self.users.get(&p.user) {
             Some(hash) => bcrypt::verify(&p.password, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(&p.password, dummy_hash());
+                let _ = bcrypt::verify(&p.password, self.dummy());
                 false
             }
         };
@@ -556,6 +573,35 @@ mod tests {
         write(dir, "ca.crt", &cert.cert.pem());
     }
 
+    /// Security review (issue 15, finding 9): TLS files were read whole,
+    /// whatever they were: `/dev/zero` grew the process without bound.
+    #[test]
+    fn tls_files_must_be_small_regular_files() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        tls_files(dir.path());
+        let big = std::fs::File::create(dir.path().join("big.crt")).expect("create");
+        big.set_len(1 << 30).expect("sparse 1 GiB");
+        for (field, file, want) in [
+            ("cert_file", "/dev/zero", "tls_server_config.cert_file: /dev/zero is not a regular file (it is a character device)"),
+            ("key_file", "/dev/zero", "tls_server_config.key_file: /dev/zero is not a regular file"),
+            ("cert_file", "big.crt", "big.crt is larger than 1 MiB"),
+        ] {
+            let (cert, key) = match field {
+                "cert_file" => (file, "server.key"),
+                _ => ("server.crt", file),
+            };
+            let p = write(
+                dir.path(),
+                "web.yml",
+                &format!("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"),
+            );
+            let e = load(&Host::new("/"), &p).expect_err(file);
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
     #[test]
     fn full_config_loads() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -588,6 +634,30 @@ mod tests {
         assert!(!auth.allows(header("nobody:secret").as_ref()));
         assert!(!auth.allows(None));
         assert!(!auth.allows(HeaderValue::from_str("Basic !!!").ok().as_ref()));
+    }
+
+    /// Security review (issue 15, finding 7): unknown users were checked
+    /// against a cost-12 dummy while the configured hashes had cost 10
+    /// (142 ms against 564 ms): user names could be told apart by time.
+    #[test]
+    fn unknown_users_are_checked_at_the_configured_cost() {
+        let users = BTreeMap::from([
+            ("a".to_owned(), bcrypt::hash("pa", 4).expect("hash")),
+            ("b".to_owned(), bcrypt::hash("pb", 5).expect("hash")),
+        ]);
+        let auth = BasicAuth::new(users);
+        let cost = |h: &str| h.parse::<bcrypt::HashParts>().expect("bcrypt").get_cost();
+        assert_eq!(cost(auth.dummy()), 5, "the highest configured cost");
+        let header = |s: &str| {
+            HeaderValue::from_str(&format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            ))
+            .expect("header")
+        };
+        // The dummy's own password does not let an unknown user in.
+        assert!(!auth.allows(Some(&header("nobody:pb"))));
+        assert!(auth.allows(Some(&header("b:pb"))));
     }
 
     #[test]

@@ -39,33 +39,35 @@ const RTT_BUCKETS: [f64; 12] = [
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TargetLabel {
-    target: String,
+    target: LabelValue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct IfaceLabels {
-    target: String,
-    interface: String,
+    target: LabelValue,
+    interface: LabelValue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct WindowStat {
-    target: String,
+    target: LabelValue,
     window: &'static str,
     stat: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct WindowLabel {
-    target: String,
+    target: LabelValue,
     window: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
-    target: String,
+    target: LabelValue,
     reason: &'static str,
 }
+
+use crate::metrics::label::LabelValue;
 
 type FGauge = Gauge<f64, AtomicU64>;
 
@@ -270,7 +272,7 @@ impl NetworkDomain {
     fn run_target(&mut self, t: &Target, checks: &mut Vec<Check>) {
         let name = t.spec.name.clone();
         let label = TargetLabel {
-            target: name.clone(),
+            target: name.as_str().into(),
         };
         let m = self.metrics.clone();
         m.expected_mtu
@@ -317,7 +319,7 @@ impl NetworkDomain {
             Err(e) => Check::new(DOMAIN, format!("mtu/{name}"), Status::Fail, e.clone()).with_remedy("add a route toward the target (Direct Connect / VPN)"),
             Ok(r) => {
                 let mtu = r.mtu.unwrap_or(0);
-                m.interface_mtu.get_or_create(&IfaceLabels { target: name.clone(), interface: r.interface.clone() }).set(i64::from(mtu));
+                m.interface_mtu.get_or_create(&IfaceLabels { target: name.as_str().into(), interface: r.interface.as_str().into() }).set(i64::from(mtu));
                 let expected = t.expected_mtu;
                 if !route::nodeadm_accepts(mtu) {
                     Check::new(DOMAIN, format!("mtu/{name}"), Status::Fail, format!("{} (toward {name}) has MTU {mtu}, outside what nodeadm accepts (68–1500 or 8000–9001)", r.interface))
@@ -336,7 +338,7 @@ impl NetworkDomain {
             let addr = SocketAddr::new(ip, port);
             for r in tcp::ConnectFailure::ALL {
                 let _ = m.tcp_failures.get_or_create(&ReasonLabels {
-                    target: name.clone(),
+                    target: name.as_str().into(),
                     reason: r.as_str(),
                 });
             }
@@ -355,7 +357,7 @@ impl NetworkDomain {
                 Err((reason, e)) => {
                     m.tcp_failures
                         .get_or_create(&ReasonLabels {
-                            target: name.clone(),
+                            target: name.as_str().into(),
                             reason: reason.as_str(),
                         })
                         .inc();
@@ -488,7 +490,7 @@ impl NetworkDomain {
                 ] {
                     m.rtt_window
                         .get_or_create(&WindowStat {
-                            target: name.clone(),
+                            target: name.as_str().into(),
                             window: w,
                             stat,
                         })
@@ -496,13 +498,13 @@ impl NetworkDomain {
                 }
                 m.jitter
                     .get_or_create(&WindowLabel {
-                        target: name.clone(),
+                        target: name.as_str().into(),
                         window: w,
                     })
                     .set(s.jitter.as_secs_f64());
                 m.loss
                     .get_or_create(&WindowLabel {
-                        target: name.clone(),
+                        target: name.as_str().into(),
                         window: w,
                     })
                     .set(s.loss());

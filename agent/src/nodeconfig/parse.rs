@@ -121,7 +121,7 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<
     match format {
         Format::Json => serde_json::from_str(text).map_err(|e| {
             let position = (e.line() > 0).then(|| (e.line(), e.column()));
-            ParseError::at(position, clean_message(&e.to_string()))
+            ParseError::at(position, scrub_secrets(text, clean_message(&e.to_string())))
         }),
         Format::Yaml => serde_saphyr::from_str(text).map_err(|e| {
             let mut position = e.location().and_then(|l| {
@@ -129,7 +129,7 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<
                 let col = usize::try_from(l.column()).unwrap_or(0);
                 (line > 0).then_some((line, col.max(1)))
             });
-            let message = clean_message(&e.to_string());
+            let message = scrub_secrets(text, clean_message(&e.to_string()));
             // saphyr points at the enclosing mapping; point at the key.
             if let (Some(field), Some((line, _))) = (unknown_field(&message), position) {
                 position = locate_key_from(text, field, line).or(position);
@@ -169,31 +169,95 @@ fn unknown_field(message: &str) -> Option<&str> {
 }
 
 /// `invalid type: string "hunter2", expected …` → `invalid type: string, expected …`;
-/// ``invalid bool: `hunter2` `` → ``invalid bool: <value>``. Backticked field
-/// names (``unknown field `x` ``) stay.
+/// ``invalid bool: `hunter2` `` → ``invalid bool: <value>``; ``integer `123` ``
+/// → `integer <value>`. Field names (``unknown field `x` ``), the schema's
+/// own words after `, expected` and punctuation (``expected `,` or `}` ``)
+/// stay.
 fn redact_quoted_values(msg: &str) -> String {
-    let mut out = redact_double_quoted(msg);
-    while let Some(start) = out.find(": `") {
-        let value_start = start + 3;
-        let Some(len) = out[value_start..].find('`') else {
+    let out = redact_double_quoted(msg);
+    let (head, tail) = match out.find(", expected") {
+        Some(i) => out.split_at(i),
+        None => (out.as_str(), ""),
+    };
+    let mut result = String::with_capacity(out.len());
+    let mut rest = head;
+    while let Some(open) = rest.find('`') {
+        let Some(len) = rest[open + 1..].find('`') else {
             break;
         };
-        out.replace_range(start + 2..value_start + len + 1, "<value>");
+        let inner = &rest[open + 1..open + 1 + len];
+        let before = &rest[..open];
+        let keep = before.ends_with("field ")
+            || (inner.chars().count() <= 2 && !inner.chars().any(char::is_alphanumeric));
+        result.push_str(before);
+        if keep {
+            result.push_str(&rest[open..open + len + 2]);
+        } else {
+            result.push_str("<value>");
+        }
+        rest = &rest[open + len + 2..];
     }
-    out
+    result.push_str(rest);
+    result.push_str(tail);
+    result
 }
 
+/// Drops the quoted value after `string `, `value ` or `variant `. serde
+/// writes it with Rust's escapes (`"ab\"cd"`), so the closing quote is the
+/// first one not escaped; a value without one is dropped to the end.
 fn redact_double_quoted(msg: &str) -> String {
     const KINDS: [&str; 3] = ["string \"", "value \"", "variant \""];
     let mut out = msg.to_owned();
     for k in KINDS {
-        while let Some(start) = out.find(k) {
+        let mut from = 0;
+        while let Some(found) = out[from..].find(k) {
+            let start = from + found;
             let value_start = start + k.len();
-            let Some(len) = out[value_start..].find('"') else {
-                break;
-            };
+            let mut end = out.len();
+            let mut escaped = false;
+            for (i, c) in out[value_start..].char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = value_start + i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
             let kind_word = &k[..k.len() - 2];
-            out.replace_range(start..value_start + len + 1, kind_word);
+            out.replace_range(start..end, kind_word);
+            from = start + kind_word.len();
+        }
+    }
+    out
+}
+
+/// Defence in depth: the raw text of every secret field (`activationCode`,
+/// matched case-insensitively like nodeadm's decoder) is cut out of a decode
+/// message, whole and piece by piece, whatever the parser chose to quote.
+fn scrub_secrets(text: &str, msg: String) -> String {
+    const SECRET_KEYS: [&str; 1] = ["activationcode"];
+    let mut out = msg;
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        for key in SECRET_KEYS {
+            let mut from = 0;
+            while let Some(i) = lower[from..].find(key) {
+                let after = from + i + key.len();
+                from = after;
+                let Some(colon) = line[after..].find(':') else {
+                    continue;
+                };
+                let raw = line[after + colon + 1..].trim();
+                let pieces = std::iter::once(raw).chain(raw.split(|c: char| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_'))
+                }));
+                for piece in pieces.filter(|p| p.len() >= 4) {
+                    out = out.replace(piece, "<redacted>");
+                }
+            }
         }
     }
     out
@@ -339,6 +403,47 @@ mod tests {
         assert_eq!(
             redact_quoted_values("unknown field `zone`, expected one of name"),
             "unknown field `zone`, expected one of name"
+        );
+    }
+
+    /// Security review (issue 15, finding 8): a numeric JSON activation
+    /// code appeared whole in the type error, and a quoted value with an
+    /// escaped quote leaked the part after it.
+    #[test]
+    fn secret_values_never_reach_decode_errors() {
+        let json = |ssm: &str| {
+            format!(
+                "{{\"apiVersion\": \"node.eks.aws/v1alpha1\", \"kind\": \"NodeConfig\", \"spec\": {{\"hybrid\": {{\"ssm\": {ssm}}}}}}}"
+            )
+        };
+        for (text, secret) in [
+            (json("{\"activationCode\": 123456789012345678901234}"), "12345678"),
+            (json("{\"activationCode\": 98765432109876543210}"), "98765432"),
+            (json("{\"activationCode\": true}"), "true"),
+            (json("\"Xk3p\\\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ\""), "Q9vL2mN8"),
+            (json("{\"activationCode\": \"Xk3p\", \"activationCode\": 1}"), "Xk3p"),
+            ("apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    enableOutpost: \"ab\\\"hunter2-secret\"\n".to_owned(), "hunter2"),
+        ] {
+            let e = parse(&text).expect_err(&text).to_string();
+            assert!(!e.contains(secret), "{text}\n=> {e}");
+            assert!(!e.contains("e+23"), "{e}");
+        }
+        let e = parse(&json("{\"activationCode\": 123456789012345678901234}")).expect_err("number");
+        assert_eq!(
+            e.message,
+            "invalid type: floating point <value>, expected a string"
+        );
+        assert_eq!(
+            redact_quoted_values("invalid type: string \"ab\\\"cd\", expected a boolean"),
+            "invalid type: string, expected a boolean"
+        );
+        assert_eq!(
+            redact_quoted_values("expected `,` or `}`"),
+            "expected `,` or `}`"
+        );
+        assert_eq!(
+            redact_quoted_values("unknown variant `hunter2`, expected one of `a`, `b`"),
+            "unknown variant <value>, expected one of `a`, `b`"
         );
     }
 

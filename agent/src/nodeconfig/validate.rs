@@ -209,11 +209,15 @@ fn embedded_block_start(text: &str) -> Option<(usize, usize)> {
 }
 
 fn check_certificate(host: &Host, path: &str, now: SystemTime) -> Result<(), String> {
-    let bytes = std::fs::read(host.path(path)).map_err(|_| {
-        format!(
-            "the node certificate {path} does not exist: install the certificate issued by your \
-             IAM Roles Anywhere trust anchor there (or set certificatePath)"
-        )
+    let bytes = host.read_pem_file(path).map_err(|e| {
+        if e.is_not_found() {
+            format!(
+                "the node certificate {path} does not exist: install the certificate issued by your \
+                 IAM Roles Anywhere trust anchor there (or set certificatePath)"
+            )
+        } else {
+            format!("the node certificate: {e}")
+        }
     })?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
         .map_err(|_| format!("{path} is not a PEM certificate"))?;

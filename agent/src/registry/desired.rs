@@ -1,6 +1,7 @@
 //! The desired registry state: the NodeConfig's inline registries and the
 //! agent config's `[[registry]]` entries, merged (the agent config wins).
 
+use super::name;
 use crate::config::RegistryEntry;
 use crate::containerd::config::{normalize_host, RegistryDecl};
 use std::path::PathBuf;
@@ -92,6 +93,36 @@ pub struct Merged {
     pub registries: Vec<Desired>,
     /// One line per decision an admin should know about.
     pub conflicts: Vec<String>,
+    /// Registries left out because their name or a mirror URL is not
+    /// acceptable, one line each naming the registry and its source: a
+    /// failing check.
+    pub rejected: Vec<String>,
+}
+
+/// Where a NodeConfig registry comes from, for messages.
+const NODECONFIG_FIELD: &str =
+    "NodeConfig spec.containerd.config registry.mirrors/registry.configs";
+/// Where an agent config registry comes from, for messages.
+const AGENT_FIELD: &str = "agent config [[registry]] host";
+
+/// Why a registry cannot be configured: its name would not be one plain
+/// certs.d directory, or a mirror URL carries credentials. Messages show
+/// names with `{:?}` (escaped) and URLs without their user information.
+fn refusal(host: &str, mirrors: &[String], field: &str) -> Option<String> {
+    if let Err(e) = name::validate(host) {
+        return Some(format!(
+            "registry name {host:?} from the {field} is not {}: {e}; skipped",
+            name::EXPECTED
+        ));
+    }
+    mirrors.iter().find_map(|url| {
+        name::redact_userinfo(url).map(|shown| {
+            format!(
+                "registry {host} from the {field}: mirror {shown:?} carries credentials in the URL; \
+                 skipped (credentials belong in the registry's auth settings)"
+            )
+        })
+    })
 }
 
 pub fn merge(
@@ -101,6 +132,13 @@ pub fn merge(
 ) -> Merged {
     let mut out = Merged::default();
     for e in agent {
+        // Also checked when the config loads; kept here so no caller can
+        // plan files for a name that escapes certs.d.
+        let urls: Vec<String> = e.mirrors.iter().map(|m| m.url.clone()).collect();
+        if let Some(why) = refusal(&normalize_host(&e.host), &urls, AGENT_FIELD) {
+            out.rejected.push(why);
+            continue;
+        }
         out.registries.push(Desired {
             host: normalize_host(&e.host),
             source: Source::AgentConfig,
@@ -127,6 +165,10 @@ pub fn merge(
     }
     for r in nodeconfig {
         let host = normalize_host(&r.host);
+        if let Some(why) = refusal(&host, &r.endpoints, NODECONFIG_FIELD) {
+            out.rejected.push(why);
+            continue;
+        }
         if let Some(existing) = out.registries.iter_mut().find(|d| d.host == host) {
             existing.has_auth |= r.has_auth;
             out.conflicts.push(format!(
@@ -236,6 +278,54 @@ mod tests {
         assert_eq!(m.registries[1].host, "_default");
         assert!(!m.registries[1].skip_verify);
         assert_eq!(m.conflicts.len(), 2, "{:?}", m.conflicts);
+    }
+
+    /// Security review (issue 15, findings 5 and 10): names from the
+    /// NodeConfig's inline config were not validated at all (`evil/sub`
+    /// nested under certs.d, `..` left it), and a mirror URL could carry a
+    /// password into hosts.toml, summaries and labels.
+    #[test]
+    fn bad_names_and_credential_urls_are_skipped_and_named() {
+        let nc: Vec<RegistryDecl> = ["evil/sub", "..", "", ".", "[..]", "ok.local"]
+            .into_iter()
+            .map(|h| RegistryDecl {
+                host: h.into(),
+                endpoints: vec!["https://mirror.local".into()],
+                ..RegistryDecl::default()
+            })
+            .chain([RegistryDecl {
+                host: "creds.local".into(),
+                endpoints: vec!["https://robot:hunter2@mirror.local:8443/x".into()],
+                ..RegistryDecl::default()
+            }])
+            .collect();
+        let m = merge(&[], &nc, false);
+        let hosts: Vec<&str> = m.registries.iter().map(|d| d.host.as_str()).collect();
+        assert_eq!(hosts, ["ok.local"]);
+        assert_eq!(m.rejected.len(), 6, "{:?}", m.rejected);
+        assert!(
+            m.rejected[0].starts_with(
+                "registry name \"evil/sub\" from the NodeConfig spec.containerd.config"
+            ),
+            "{}",
+            m.rejected[0]
+        );
+        let creds = &m.rejected[5];
+        assert!(
+            creds.contains("creds.local")
+                && creds.contains("https://***@mirror.local:8443/x")
+                && creds.contains("auth"),
+            "{creds}"
+        );
+        assert!(!creds.contains("hunter2"), "{creds}");
+        // The same rule for the agent config.
+        let m = merge(&[agent_entry("..")], &[], false);
+        assert!(m.registries.is_empty());
+        assert!(
+            m.rejected[0].contains("agent config [[registry]] host"),
+            "{:?}",
+            m.rejected
+        );
     }
 
     #[test]

@@ -65,14 +65,17 @@ pub fn plan(
             None => None,
             Some(source) => {
                 let (bytes, origin) = match source {
-                    CaSource::File(p) => (std::fs::read(host.path(p)), p.display().to_string()),
+                    CaSource::File(p) => (
+                        host.read_pem_file(p).map_err(|e| e.to_string()),
+                        p.display().to_string(),
+                    ),
                     CaSource::Inline(pem) => (
                         Ok(pem.clone().into_bytes()),
                         format!("ca_pem of {}", d.host),
                     ),
                 };
                 match bytes
-                    .map_err(|e| format!("cannot read the CA {origin}: {e}"))
+                    .map_err(|e| format!("cannot read the CA: {e}"))
                     .and_then(|b| ca::intake(&b, &origin, now))
                 {
                     Ok(ca) => Some(ca),
@@ -204,7 +207,9 @@ fn inventory(
         }
     };
     let base = certs_d.trim_end_matches('/');
-    if let Ok(entries) = std::fs::read_dir(host.path(base)) {
+    if let Some(link) = symlinked_component(host, base, base) {
+        out.conflicts.push(not_followed(&link));
+    } else if let Ok(entries) = std::fs::read_dir(host.path(base)) {
         let names: BTreeSet<String> = entries
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -233,9 +238,48 @@ fn inventory(
     }
     if let Some(f) = family {
         let (dir, prefix) = f.anchor_dir();
-        scan(dir, prefix, &mut found);
+        match symlinked_component(host, dir, dir) {
+            Some(link) => out.conflicts.push(not_followed(&link)),
+            None => scan(dir, prefix, &mut found),
+        }
     }
     found
+}
+
+/// The first of `base` and the directories below it on the way to `path`
+/// (`path` itself excluded) that is a symbolic link. The agent never writes,
+/// reads or removes through one: a link planted in certs.d (or certs.d
+/// itself, or the anchor directory) would otherwise redirect root's writes
+/// anywhere.
+fn symlinked_component(host: &Host, base: &str, path: &str) -> Option<String> {
+    let is_link =
+        |p: &str| std::fs::symlink_metadata(host.path(p)).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link(base) {
+        return Some(base.to_owned());
+    }
+    let rest = path.strip_prefix(base)?.trim_start_matches('/');
+    let mut parts: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
+    parts.pop(); // `path` itself: checked by the caller with its own message
+    let mut cur = base.to_owned();
+    for part in parts {
+        cur = format!("{cur}/{part}");
+        if is_link(&cur) {
+            return Some(cur);
+        }
+    }
+    None
+}
+
+fn not_followed(link: &str) -> String {
+    format!("{link} is a symbolic link; not followed, nothing written or removed through it")
+}
+
+/// The directory a planned file must stay under.
+fn base_of(kind: Kind, certs_d: &str, family: Option<Family>) -> &str {
+    match (kind, family) {
+        (Kind::Trust, Some(f)) => f.anchor_dir().0,
+        _ => certs_d.trim_end_matches('/'),
+    }
 }
 
 /// Applies `plan`: writes what differs, restores drift, removes stale
@@ -253,9 +297,23 @@ pub fn apply(
     let before = inventory(host, certs_d, family, &mut out);
     let base = certs_d.trim_end_matches('/');
 
-    // Registries that someone else owns are left alone entirely.
+    // Registries that someone else owns are left alone entirely, and so
+    // are those whose files would be written through a symbolic link.
     let mut blocked: BTreeSet<String> = BTreeSet::new();
+    for f in &plan.files {
+        let under = base_of(f.kind, certs_d, family);
+        if let Some(link) = symlinked_component(host, under, &f.path) {
+            let msg = not_followed(&link);
+            if !out.conflicts.contains(&msg) {
+                out.conflicts.push(msg);
+            }
+            blocked.insert(f.registry.clone());
+        }
+    }
     for f in plan.files.iter().filter(|f| f.kind == Kind::HostsToml) {
+        if blocked.contains(&f.registry) {
+            continue;
+        }
         let dir = format!("{base}/{}", f.registry);
         let dir_meta = std::fs::symlink_metadata(host.path(&dir));
         if dir_meta.as_ref().is_ok_and(|m| !m.is_dir()) {
@@ -545,6 +603,106 @@ mod tests {
         let o = run(&h, &[], &mut ledger);
         assert!(o.removed.is_empty());
         assert!(theirs.exists());
+    }
+
+    /// Security review (issue 15, finding 5): only the registry's own
+    /// directory was checked, so a symlinked certs.d (or anchor directory)
+    /// sent root's writes wherever it pointed.
+    #[test]
+    fn nothing_is_written_through_a_symlinked_certs_d_or_anchor_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::create_dir_all(h.path("/etc/containerd")).expect("mkdir");
+        symlink(&outside, h.path(CERTS_D)).expect("symlink");
+        let mut ledger = Ledger::default();
+        let o = run(&h, &[desired("harbor.local", Some(ca_pem()))], &mut ledger);
+        assert!(o.written.is_empty(), "{o:?}");
+        assert!(
+            std::fs::read_dir(&outside).expect("read").next().is_none(),
+            "nothing written through the link"
+        );
+        assert!(
+            o.conflicts
+                .iter()
+                .any(|c| c.contains("/etc/containerd/certs.d is a symbolic link")),
+            "{o:?}"
+        );
+
+        // The trust anchor directory, likewise.
+        std::fs::remove_file(h.path(CERTS_D)).expect("unlink");
+        let (anchors, _) = Family::Debian.anchor_dir();
+        std::fs::create_dir_all(h.path(anchors).parent().expect("parent")).expect("mkdir");
+        symlink(&outside, h.path(anchors)).expect("symlink");
+        let o = run(&h, &[desired("harbor.local", Some(ca_pem()))], &mut ledger);
+        assert!(
+            std::fs::read_dir(&outside).expect("read").next().is_none(),
+            "{o:?}"
+        );
+        assert!(
+            o.conflicts
+                .iter()
+                .any(|c| c.contains(&format!("{anchors} is a symbolic link"))),
+            "{o:?}"
+        );
+    }
+
+    /// Security review (issue 15, finding 9): `ca_file = "/dev/zero"` grew
+    /// the process past 2 GB and a FIFO hung the domain.
+    #[test]
+    fn a_ca_file_that_is_a_device_fifo_or_huge_fails_fast() {
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = Host::new(dir.path());
+        assert!(std::process::Command::new("mkfifo")
+            .arg(h.path("/fifo.crt"))
+            .status()
+            .expect("mkfifo")
+            .success());
+        std::fs::File::create(h.path("/big.crt"))
+            .and_then(|f| f.set_len(1 << 30))
+            .expect("sparse 1 GiB");
+        for (path, want) in [
+            (
+                "/fifo.crt",
+                "cannot read the CA: /fifo.crt is not a regular file (it is a FIFO)",
+            ),
+            (
+                "/big.crt",
+                "cannot read the CA: /big.crt is larger than 1 MiB",
+            ),
+        ] {
+            let mut d = desired("harbor.local", None);
+            d.ca = Some(CaSource::File(path.into()));
+            let p = plan(
+                &[d],
+                CERTS_D,
+                None,
+                &h,
+                Features::of(None),
+                SystemTime::now(),
+            );
+            assert!(p.failed["harbor.local"].starts_with(want), "{:?}", p.failed);
+            assert!(p.files.is_empty());
+        }
+        let mut d = desired("harbor.local", None);
+        d.ca = Some(CaSource::File("/dev/zero".into()));
+        let p = plan(
+            &[d],
+            CERTS_D,
+            None,
+            &Host::default(),
+            Features::of(None),
+            SystemTime::now(),
+        );
+        assert!(
+            p.failed["harbor.local"]
+                .contains("/dev/zero is not a regular file (it is a character device)"),
+            "{:?}",
+            p.failed
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ca;
 pub mod desired;
 pub mod files;
 pub mod hosts_toml;
+pub mod name;
 pub mod probe;
 pub mod trust;
 
@@ -16,6 +17,7 @@ use crate::containerd::effective::{Binary, ContainerdTool};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
+use crate::metrics::label::LabelValue;
 use crate::metrics::ResultLabel;
 use crate::time::rfc3339;
 use desired::Desired;
@@ -35,6 +37,10 @@ use trust::{Family as OsFamily, TrustTool};
 
 pub const DOMAIN: &str = "registry";
 
+/// The most the OS CA bundle may hold: a few hundred certificates are a
+/// few hundred kilobytes.
+const MAX_BUNDLE: u64 = 16 * crate::host::MAX_PEM_FILE;
+
 /// Whether a run changes the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -46,14 +52,14 @@ pub enum Mode {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct EndpointLabels {
-    registry: String,
-    endpoint: String,
+    registry: LabelValue,
+    endpoint: LabelValue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CaLabels {
-    registry: String,
-    fingerprint: String,
+    registry: LabelValue,
+    fingerprint: LabelValue,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -231,7 +237,7 @@ impl RegistryDomain {
         plan: &Plan,
         family: Option<OsFamily>,
     ) -> Vec<(String, String, ProbeResult, bool)> {
-        let system_pem = family.and_then(|f| std::fs::read(self.host.path(f.bundle())).ok());
+        let system_pem = family.and_then(|f| self.host.read_small(f.bundle(), MAX_BUNDLE).ok());
         let timeout = self.settings.probe_timeout.get();
         let jobs: Vec<(String, String, bool, TlsSettings)> = desired
             .iter()
@@ -250,8 +256,8 @@ impl RegistryDomain {
                     },
                     client: d.client.as_ref().and_then(|(c, k)| {
                         Some((
-                            std::fs::read(self.host.path(c)).ok()?,
-                            std::fs::read(self.host.path(k)).ok()?,
+                            self.host.read_pem_file(c).ok()?,
+                            self.host.read_pem_file(k).ok()?,
                         ))
                     }),
                     skip_verify: d.skip_verify,
@@ -289,8 +295,8 @@ impl RegistryDomain {
         m.ca_expiry.clear();
         for (registry, endpoint, r, _) in probes {
             let l = EndpointLabels {
-                registry: registry.clone(),
-                endpoint: endpoint.clone(),
+                registry: registry.as_str().into(),
+                endpoint: endpoint.as_str().into(),
             };
             m.up.get_or_create(&l).set(i64::from(r.up));
             m.tls_verified
@@ -306,8 +312,8 @@ impl RegistryDomain {
         for (registry, ca) in &plan.cas {
             m.ca_expiry
                 .get_or_create(&CaLabels {
-                    registry: registry.clone(),
-                    fingerprint: ca.short_id().to_owned(),
+                    registry: registry.as_str().into(),
+                    fingerprint: ca.short_id().into(),
                 })
                 .set(ca.not_after as f64);
         }
@@ -410,9 +416,10 @@ impl Domain for RegistryDomain {
 /// Whether the OS bundle already holds every CA the agent puts in the trust
 /// store (compared by their base64 bodies, whatever the line breaks).
 fn bundle_has_all(host: &Host, family: OsFamily, regs: &[desired::Desired], plan: &Plan) -> bool {
-    let Ok(bundle) = std::fs::read_to_string(host.path(family.bundle())) else {
+    let Ok(bundle) = host.read_small(family.bundle(), MAX_BUNDLE) else {
         return false;
     };
+    let bundle = String::from_utf8_lossy(&bundle);
     let body = |pem: &str| -> Vec<String> {
         let mut certs = Vec::new();
         let mut cur = String::new();
@@ -450,7 +457,37 @@ fn checks(
 ) -> Vec<Check> {
     let mut out = Vec::new();
     let regs = &merged.registries;
-    if regs.is_empty() {
+    if !merged.rejected.is_empty() {
+        let kept: Vec<String> = regs
+            .iter()
+            .map(|r| format!("{} ({})", r.host, r.source.as_str()))
+            .collect();
+        let kept = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("; configured: {}", kept.join(", "))
+        };
+        out.push(
+            Check::new(
+                DOMAIN,
+                "sources",
+                Status::Fail,
+                merged
+                    .rejected
+                    .iter()
+                    .chain(&merged.conflicts)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    + &kept,
+            )
+            .with_remedy(format!(
+                "name each registry as {} (the certs.d directory name), and put credentials in the \
+                 registry's auth settings, never in a URL",
+                name::EXPECTED
+            )),
+        );
+    } else if regs.is_empty() {
         out.push(Check::not_applicable(
             DOMAIN,
             "sources",
