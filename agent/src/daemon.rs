@@ -414,7 +414,9 @@ mod tests {
     use std::time::Duration;
 
     /// Runs `d` under the scheduler; returns the report after its first
-    /// publication, the cache at the end and the metrics text.
+    /// publication, the cache at the end and the metrics text. The stop
+    /// comes `wait` after the first publication, or (`wait` zero) right
+    /// after the second.
     async fn run_schedule(
         d: Scripted,
         timeout: &str,
@@ -439,10 +441,35 @@ mod tests {
         let _ = ran_rx.recv().await;
         let first = cache.report();
         tokio::time::sleep(wait).await;
+        if wait.is_zero() {
+            // Or until the next publication (a late result), at most 2 s.
+            let _ = tokio::time::timeout(Duration::from_secs(2), ran_rx.recv()).await;
+        }
         let _ = shutdown_tx.send(true);
         let _ = task.await;
         let text = metrics::encode(&registry, metrics::Format::Prometheus).unwrap_or_default();
         (first, cache, text)
+    }
+
+    /// A run stuck far past its timeout does not hold a stop: the scheduler
+    /// leaves it behind instead of waiting for it.
+    #[tokio::test]
+    async fn a_stuck_run_does_not_hold_the_stop() {
+        let d = Scripted {
+            name: "stuck",
+            delay: Duration::from_secs(3),
+            status: Status::Pass,
+            panic: false,
+        };
+        let started = std::time::Instant::now();
+        let (first, cache, _) = run_schedule(d, "100ms", Duration::from_millis(1)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the stop waited {:?} for the stuck run",
+            started.elapsed()
+        );
+        assert_eq!(first.checks[0].status, Status::Unknown);
+        assert_eq!(cache.report().checks[0].status, Status::Unknown);
     }
 
     #[tokio::test]

@@ -569,7 +569,14 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let mut flood = Vec::new();
         for i in 0..8 {
-            let (h, done) = (handler.clone(), done.clone());
+            // Each guess on a connection of its own (as a flood would be:
+            // one connection's requests are paced).
+            let h = Handler::new(
+                handler.endpoint.clone(),
+                handler.web.clone(),
+                handler.verify_slots.clone(),
+            );
+            let done = done.clone();
             let req = request("mallory", &format!("guess-{i}"));
             flood.push(tokio::spawn(async move {
                 let r = h.call(req).await.expect("answer");
