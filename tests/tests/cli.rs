@@ -136,7 +136,7 @@ fn config_errors_name_file_line_and_column_and_exit_64() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(
-        err.contains("bad-listen.toml:2:10: invalid socket address syntax"),
+        err.contains("bad-listen.toml:2:10: agent.listen: invalid socket address syntax"),
         "{err}"
     );
 
