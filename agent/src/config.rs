@@ -39,8 +39,8 @@ pub struct AgentConfig {
     /// Longest a single domain run may take before it is reported as timed
     /// out.
     pub probe_timeout: Interval,
-    /// Most HTTP connections served at once; further ones wait in the
-    /// kernel's accept queue.
+    /// Most HTTP connections open at once; at the limit a new connection
+    /// closes the one that has been quiet the longest (`metrics::conn`).
     pub max_connections: usize,
 }
 
