@@ -103,12 +103,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
             let config = source.load()?;
             // The report is the output; only problems are logged.
             crate::logging::init("warn");
-            Ok(check(&config, &host, &args, crate::registry::Mode::DryRun))
+            Ok(check(&config, &host, &args, crate::domain::Mode::DryRun))
         }
         Command::Apply(args) => {
             let config = source.load()?;
             crate::logging::init("warn");
-            Ok(check(&config, &host, &args, crate::registry::Mode::Apply))
+            Ok(check(&config, &host, &args, crate::domain::Mode::Apply))
         }
         Command::Run(args) => {
             let config = source.load()?;
@@ -129,12 +129,12 @@ fn check(
     config: &config::Config,
     host: &Host,
     args: &CheckArgs,
-    mode: crate::registry::Mode,
+    mode: crate::domain::Mode,
 ) -> ExitCode {
     let facts = Facts::default();
     // Domains register metrics as they are built; `check` does not serve them.
     let mut registry = metrics::new_registry();
-    let domains = domain::build_all(config, host, &mut registry, &facts, mode);
+    let domains = crate::assemble::build_all(config, host, &mut registry, &facts, mode);
     let checks = domain::run_once(domains, config.agent.probe_timeout.get());
     let report = crate::check::Report::new(checks);
     let text = match args.output {
@@ -175,7 +175,8 @@ fn reload(source: &ConfigSource, args: &ReloadArgs) -> Result<ExitCode, AppError
 }
 
 fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<ExitCode, AppError> {
-    use crate::containerd::{config::ContainerdConfig, effective, render};
+    use crate::containerd::{effective, render};
+    use crate::model::containerd::ContainerdConfig;
     let path = &args.nodeconfig;
     let text = std::fs::read_to_string(path).map_err(|source| AppError::Read {
         path: path.clone(),

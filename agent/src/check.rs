@@ -103,15 +103,26 @@ impl Check {
     }
 }
 
+/// The domains' names (their `domain` label), shared so that a domain can
+/// name another in [`crate::domain::Domain::after`] without importing it.
+pub mod names {
+    pub const LIFECYCLE: &str = "lifecycle";
+    pub const NODECONFIG: &str = "nodeconfig";
+    pub const CONTAINERD: &str = "containerd";
+    pub const REGISTRY: &str = "registry";
+    pub const GPU: &str = "gpu";
+    pub const NETWORK: &str = "network";
+}
+
 /// Domains in the order a site admin reads them: where the host is, what
 /// it will join with, then the resources it needs.
 pub const DOMAIN_ORDER: [&str; 6] = [
-    "lifecycle",
-    "nodeconfig",
-    "containerd",
-    "registry",
-    "gpu",
-    "network",
+    names::LIFECYCLE,
+    names::NODECONFIG,
+    names::CONTAINERD,
+    names::REGISTRY,
+    names::GPU,
+    names::NETWORK,
 ];
 
 fn domain_rank(domain: &str) -> (usize, &str) {

@@ -193,8 +193,8 @@ impl Default for GpuConfig {
             interval: Interval(Duration::from_secs(30)),
             expected_count: None,
             min_driver: 550,
-            xid_fatal: crate::gpu::xid::DEFAULT_FATAL.to_vec(),
-            xid_ignore: crate::gpu::xid::DEFAULT_IGNORE.to_vec(),
+            xid_fatal: crate::model::xid::DEFAULT_FATAL.to_vec(),
+            xid_ignore: crate::model::xid::DEFAULT_IGNORE.to_vec(),
             xid_window: Interval(Duration::from_secs(24 * 3600)),
             thermal_margin: 5,
         }
@@ -315,7 +315,7 @@ pub const CAPABILITIES: [&str; 4] = ["pull", "resolve", "push", "referrers"];
 impl RegistryEntry {
     fn validate(&self, allow_skip_verify: bool) -> Result<(), String> {
         let h = &self.host;
-        if let Err(e) = crate::registry::name::validate(h) {
+        if let Err(e) = crate::model::registry_name::validate(h) {
             return Err(format!(
                 "registry host {h:?} must be a name, name:port or _default (no scheme or path): {e}"
             ));
@@ -340,7 +340,7 @@ impl RegistryEntry {
             ));
         }
         for m in &self.mirrors {
-            if let Some(shown) = crate::registry::name::redact_userinfo(&m.url) {
+            if let Some(shown) = crate::model::registry_name::redact_userinfo(&m.url) {
                 return Err(format!(
                     "registry {h}: mirror url {shown:?} carries credentials; remove them from the \
                      URL (credentials belong in the registry's auth settings, not in an endpoint)"

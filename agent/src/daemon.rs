@@ -83,12 +83,12 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
     let facts = Facts::default();
     let mut registry = metrics::new_registry();
     let core = CoreMetrics::register(&mut registry, cache.clone(), SystemTime::now());
-    let domains = domain::build_all(
+    let domains = crate::assemble::build_all(
         &options.config,
         &options.host,
         &mut registry,
         &facts,
-        crate::registry::Mode::Apply,
+        crate::domain::Mode::Apply,
     );
     let endpoint = Arc::new(Endpoint {
         registry: Arc::new(registry),

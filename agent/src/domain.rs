@@ -1,11 +1,9 @@
-//! The domains the agent checks, behind one trait, and the one-shot runner
-//! the `check` command uses. The daemon's scheduler lives in `daemon`.
+//! The trait every domain implements, and the one-shot runner the `check`
+//! command uses. The daemon's scheduler lives in `daemon`; the list of
+//! domains is assembled in `assemble`.
 
 use crate::check::{Check, Status};
 use crate::config::Config;
-use crate::facts::Facts;
-use crate::host::Host;
-use prometheus_client::registry::Registry;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -42,54 +40,14 @@ pub trait Domain: Send + std::fmt::Debug + 'static {
     }
 }
 
-/// Builds every domain, registering their metrics in `registry`. `mode`
-/// says whether domains that manage files may change the host.
-pub fn build_all(
-    config: &Config,
-    host: &Host,
-    registry: &mut Registry,
-    facts: &Facts,
-    mode: crate::registry::Mode,
-) -> Vec<Box<dyn Domain>> {
-    vec![
-        Box::new(crate::lifecycle::Lifecycle::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-        )),
-        Box::new(crate::nodeconfig::NodeConfigDomain::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-        )),
-        Box::new(crate::containerd::ContainerdDomain::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-        )),
-        Box::new(crate::registry::RegistryDomain::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-            mode,
-        )),
-        Box::new(crate::gpu::GpuDomain::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-        )),
-        Box::new(crate::net::NetworkDomain::new(
-            config,
-            host.clone(),
-            registry,
-            facts.clone(),
-        )),
-    ]
+/// Whether a run may change the host (only the registry domain manages
+/// files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reconcile: write, restore, remove (the daemon, `apply`).
+    Apply,
+    /// Plan and report what would change (`check`).
+    DryRun,
 }
 
 /// The check reported for a run that did not finish in time.

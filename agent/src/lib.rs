@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod assemble;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod containerd;
 pub mod daemon;
+pub mod edge;
 pub mod deadline;
 pub mod domain;
 pub mod facts;
@@ -23,6 +25,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod net;
 pub mod nodeconfig;
 pub mod registry;

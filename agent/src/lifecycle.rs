@@ -11,13 +11,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const DOMAIN: &str = "lifecycle";
+pub const DOMAIN: &str = crate::check::names::LIFECYCLE;
 
 /// Written by `nodeadm install`.
 pub const TRACKER: &str = "/opt/nodeadm/tracker";
@@ -39,47 +38,37 @@ const BIN_DIRS: [&str; 6] = [
     "/bin",
 ];
 
-/// The nodeadm phases, in the order a host goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    NotInstalled,
-    Installed,
-    Initialized,
-    KubeletRunning,
-    Joined,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 5] = [
-        Phase::NotInstalled,
-        Phase::Installed,
-        Phase::Initialized,
-        Phase::KubeletRunning,
-        Phase::Joined,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::NotInstalled => "not_installed",
-            Phase::Installed => "installed",
-            Phase::Initialized => "initialized",
-            Phase::KubeletRunning => "kubelet_running",
-            Phase::Joined => "joined",
-        }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::model::Phase;
 
 /// Asks the kubelet whether it is healthy.
 pub trait KubeletProbe: Send + std::fmt::Debug {
     /// `Ok` when the health endpoint answered `ok`; otherwise what went wrong.
-    fn healthz(&self) -> Result<(), String>;
+    fn healthz(&self) -> Result<(), HealthzError>;
+}
+
+/// Why the kubelet is not known to be healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthzError {
+    /// Nothing answers (the kubelet is not running, or not there yet).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange broke off or overran its deadline.
+    #[error("{addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It answered with another status.
+    #[error("http://{addr}/healthz answered {status_line:?}")]
+    Status { addr: SocketAddr, status_line: String },
+    /// It answered 200 with something other than `ok`.
+    #[error("http://{addr}/healthz answered 200 with {body:?} instead of \"ok\"")]
+    Body { addr: SocketAddr, body: String },
 }
 
 /// The real probe: `GET /healthz` on the kubelet's healthz address.
@@ -90,13 +79,13 @@ pub struct HttpHealthz {
 }
 
 impl KubeletProbe for HttpHealthz {
-    fn healthz(&self) -> Result<(), String> {
+    fn healthz(&self) -> Result<(), HealthzError> {
         let addr = self.addr;
         // One deadline for the whole exchange, not per read.
         let deadline = std::time::Instant::now() + self.timeout;
         let mut stream = crate::deadline::DeadlineStream::connect(&addr, deadline)
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let io_err = |e: std::io::Error| format!("{addr}: {e}");
+            .map_err(|source| HealthzError::Connect { addr, source })?;
+        let io_err = |source| HealthzError::Io { addr, source };
         let request = format!(
             "GET /healthz HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: hybrid-node-agent\r\n\r\n"
         );
@@ -111,16 +100,16 @@ impl KubeletProbe for HttpHealthz {
         let status_line = head.lines().next().unwrap_or("");
         let code = status_line.split_whitespace().nth(1).unwrap_or("");
         if code != "200" {
-            return Err(format!(
-                "http://{addr}/healthz answered {:?}",
-                status_line.trim()
-            ));
+            return Err(HealthzError::Status {
+                addr,
+                status_line: status_line.trim().to_owned(),
+            });
         }
         if body.trim() != "ok" {
-            return Err(format!(
-                "http://{addr}/healthz answered 200 with {:?} instead of \"ok\"",
-                body.trim().chars().take(64).collect::<String>()
-            ));
+            return Err(HealthzError::Body {
+                addr,
+                body: body.trim().chars().take(64).collect(),
+            });
         }
         Ok(())
     }
@@ -148,7 +137,8 @@ impl Evidence {
                 .copied()
                 .filter(|p| host.exists(p))
                 .collect(),
-            kubelet: probe.healthz(),
+            // Kept as text: it becomes the kubelet check's summary.
+            kubelet: probe.healthz().map_err(|e| e.to_string()),
             serving_cert: host.exists(SERVING_CERT),
         }
     }
@@ -354,15 +344,23 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[derive(Debug)]
-    struct FakeKubelet(Result<(), String>);
+    /// `true`: healthy; `false`: nothing listening.
+    struct FakeKubelet(bool);
     impl KubeletProbe for FakeKubelet {
-        fn healthz(&self) -> Result<(), String> {
-            self.0.clone()
+        fn healthz(&self) -> Result<(), HealthzError> {
+            if self.0 {
+                Ok(())
+            } else {
+                Err(HealthzError::Connect {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 10248)),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                })
+            }
         }
     }
 
     fn down() -> FakeKubelet {
-        FakeKubelet(Err("connection refused".into()))
+        FakeKubelet(false)
     }
 
     fn touch(host: &Host, path: &str, mode: u32) {
@@ -414,7 +412,7 @@ mod tests {
         assert_eq!(status_of(&c, "kubelet"), Status::Fail);
         assert!(c.iter().any(|c| c.summary.contains("connection refused")));
 
-        let up = FakeKubelet(Ok(()));
+        let up = FakeKubelet(true);
         let e = Evidence::gather(&host, &up);
         assert_eq!(e.phase(), Phase::KubeletRunning);
         assert_eq!(status_of(&e.checks(addr), "joined"), Status::Warn);
@@ -467,14 +465,14 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         let ok = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        assert_eq!(probe(ok).healthz(), Ok(()));
+        assert!(probe(ok).healthz().is_ok());
 
         let bad = serve_once("HTTP/1.1 500 Internal Server Error\r\n\r\n[-]syncloop failed");
-        let err = probe(bad).healthz().unwrap_err();
+        let err = probe(bad).healthz().unwrap_err().to_string();
         assert!(err.contains("500 Internal Server Error"), "{err}");
 
         let odd = serve_once("HTTP/1.1 200 OK\r\n\r\nnot ok");
-        let err = probe(odd).healthz().unwrap_err();
+        let err = probe(odd).healthz().unwrap_err().to_string();
         assert!(err.contains("instead of \"ok\""), "{err}");
 
         // Nothing listening.
@@ -483,7 +481,8 @@ mod tests {
             l.local_addr().expect("addr")
         };
         let err = probe(closed).healthz().unwrap_err();
-        assert!(err.contains("cannot connect"), "{err}");
+        assert!(matches!(err, HealthzError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains("cannot connect"), "{err}");
     }
 
     #[test]

@@ -16,19 +16,31 @@ const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 ///
 /// A directive without `=` must be a level: `tracing` would read `inof` as
 /// a target name and silently log nothing.
-pub fn parse_filter(spec: &str) -> Result<Targets, String> {
+pub fn parse_filter(spec: &str) -> Result<Targets, FilterError> {
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
         if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-            return Err(format!(
-                "invalid log filter {spec:?}: {level:?} is not one of {}",
-                LEVELS.join(", ")
-            ));
+            return Err(FilterError::Level {
+                spec: spec.to_owned(),
+                level: level.to_owned(),
+            });
         }
     }
     spec.trim()
         .parse::<Targets>()
-        .map_err(|e| format!("invalid log filter {spec:?}: {e}"))
+        .map_err(|e| FilterError::Syntax {
+            spec: spec.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Why a log filter was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("invalid log filter {spec:?}: {level:?} is not one of {}", LEVELS.join(", "))]
+    Level { spec: String, level: String },
+    #[error("invalid log filter {spec:?}: {reason}")]
+    Syntax { spec: String, reason: String },
 }
 
 /// Changes the log filter of a running process.

@@ -2,7 +2,7 @@
 //! terminal) and for machines (JSON).
 
 use crate::check::{Report, Status, Tally};
-use crate::lifecycle::Phase;
+use crate::model::Phase;
 use serde::Serialize;
 use std::fmt::Write;
 

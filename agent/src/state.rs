@@ -44,7 +44,7 @@ pub struct Snapshot {
 }
 
 fn unix_seconds<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(crate::metrics::unix_seconds(*t))
+    s.serialize_f64(crate::time::unix_seconds(*t))
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -2,6 +2,13 @@
 
 use std::time::SystemTime;
 
+/// Seconds since the Unix epoch, as Prometheus timestamps are.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// `2026-11-23T02:41:20Z`
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t

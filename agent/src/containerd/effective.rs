@@ -7,15 +7,14 @@
 //! the agent applies containerd 1.x's import rule itself: a plugin table in
 //! an imported file *replaces* the main file's table for that plugin.
 
-use super::config::{ContainerdConfig, CRI_V2};
+use crate::model::containerd::{ContainerdConfig, CRI_V2};
 use super::secrets;
 use crate::check::{Check, Status};
 use crate::host::Host;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use toml_edit::{DocumentMut, Item, Table};
 
-pub const DOMAIN: &str = "containerd";
+pub const DOMAIN: &str = crate::check::names::CONTAINERD;
 
 /// containerd's main config file.
 pub const MAIN_CONFIG: &str = "/etc/containerd/config.toml";
@@ -58,85 +57,8 @@ conf_dir = "/etc/cni/net.d"
     )
 }
 
-/// A containerd release, from `containerd --version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-impl Version {
-    /// Parses `containerd github.com/containerd/containerd v1.7.27 <commit>`
-    /// or Debian's `… 1.6.20~ds1 1.6.20~ds1-1+deb12u3`.
-    pub fn from_version_output(out: &str) -> Option<Version> {
-        out.split_whitespace().skip(1).find_map(|word| {
-            let w = word.trim_start_matches('v');
-            let mut parts = w.split(|c: char| !c.is_ascii_digit());
-            let major = parts.next()?.parse().ok()?;
-            let minor = parts.next()?.parse().ok()?;
-            let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            w.contains('.').then_some(Version(major, minor, patch))
-        })
-    }
-}
-
-/// The containerd binary, behind a trait so tests can run without one.
-pub trait ContainerdTool: Send + std::fmt::Debug {
-    fn version(&self) -> Option<Version>;
-    /// `containerd --config <main> config dump`.
-    fn dump(&self, main: &Path) -> Result<String, String>;
-}
-
-/// The real binary, found on the agent's `PATH` (tools are not taken from
-/// under `--root`).
-#[derive(Debug, Clone)]
-pub struct Binary {
-    pub program: PathBuf,
-}
-
-impl Binary {
-    /// `None` when no such program is on `PATH`.
-    pub fn find(program: &str) -> Option<Binary> {
-        let p = Path::new(program);
-        if p.is_absolute() {
-            return p.is_file().then(|| Binary {
-                program: p.to_owned(),
-            });
-        }
-        let paths = std::env::var_os("PATH")?;
-        std::env::split_paths(&paths)
-            .map(|d| d.join(program))
-            .find(|c| c.is_file())
-            .map(|program| Binary { program })
-    }
-}
-
-impl ContainerdTool for Binary {
-    fn version(&self) -> Option<Version> {
-        let out = Command::new(&self.program).arg("--version").output().ok()?;
-        Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
-    }
-
-    fn dump(&self, main: &Path) -> Result<String, String> {
-        let out = Command::new(&self.program)
-            .arg("--config")
-            .arg(main)
-            .args(["config", "dump"])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!(
-                "`containerd config dump` failed: {}",
-                err.lines().last().unwrap_or("").trim()
-            ));
-        }
-        String::from_utf8(out.stdout).map_err(|_| "config dump is not UTF-8".to_owned())
-    }
-}
+pub use crate::edge::containerd::{Binary, ContainerdTool};
+pub use crate::model::containerd::Version;
 
 /// The files containerd would load: a main config and its imports, in order.
 #[derive(Debug, Clone)]
@@ -315,7 +237,7 @@ fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, Strin
     secrets::redact(&mut main);
     let main_path = dir.path().join("config.toml");
     write_private(&main_path, &main.to_string())?;
-    tool.dump(&main_path)
+    tool.dump(&main_path).map_err(|e| e.to_string())
 }
 
 /// Creates `path` (new, mode 0600 whatever the umask) and writes `text`.
@@ -639,28 +561,29 @@ mod tests {
         fn version(&self) -> Option<Version> {
             None
         }
-        fn dump(&self, main: &Path) -> Result<String, String> {
+        fn dump(&self, main: &Path) -> Result<String, crate::edge::ExecError> {
             use std::os::unix::fs::PermissionsExt;
-            let mut seen = self.seen.lock().map_err(|e| e.to_string())?;
-            let dir = main.parent().ok_or("no parent")?;
+            let io = |source| crate::edge::ExecError::Spawn {
+                program: "spy".into(),
+                source,
+            };
+            let mut seen = self.seen.lock().expect("lock");
+            let dir = main.parent().expect("parent");
             for p in [
                 dir.to_owned(),
                 dir.join("config.d"),
                 main.to_owned(),
                 dir.join("config.d/00.toml"),
             ] {
-                let mode = std::fs::metadata(&p)
-                    .map_err(|e| e.to_string())?
-                    .permissions()
-                    .mode();
+                let mode = std::fs::metadata(&p).map_err(io)?.permissions().mode();
                 let text = if p.is_file() {
-                    std::fs::read_to_string(&p).map_err(|e| e.to_string())?
+                    std::fs::read_to_string(&p).map_err(io)?
                 } else {
                     String::new()
                 };
                 seen.push((p.display().to_string(), mode & 0o777, text));
             }
-            std::fs::read_to_string(main).map_err(|e| e.to_string())
+            std::fs::read_to_string(main).map_err(io)
         }
     }
 

@@ -2,7 +2,7 @@
 //! as `nodeadm init` would write it before init, from the host's files after
 //! — and report the traps that silently break pulls or the CRI plugin.
 
-pub mod config;
+
 pub mod effective;
 pub mod render;
 pub mod secrets;
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
-use crate::lifecycle::Phase;
+use crate::model::Phase;
 use effective::{analyze, Binary, ConfigSet, Context, DOMAIN};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ impl Domain for ContainerdDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::lifecycle::DOMAIN, crate::nodeconfig::DOMAIN]
+        &[crate::check::names::LIFECYCLE, crate::check::names::NODECONFIG]
     }
 
     fn trigger(&self) -> Option<Arc<Notify>> {

@@ -4,7 +4,7 @@
 use super::source::GpuReading;
 use crate::check::{Check, Status};
 
-pub const DOMAIN: &str = "gpu";
+pub const DOMAIN: &str = crate::check::names::GPU;
 
 /// NVML clocks event reasons (nvmlClocksEventReason*).
 pub mod reason {

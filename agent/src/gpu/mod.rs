@@ -5,16 +5,18 @@
 //! something says GPUs are expected there.
 
 pub mod checks;
+#[cfg(test)]
 pub mod fake;
 pub mod nvml;
 pub mod source;
-pub mod xid;
+
 
 use crate::check::{Check, Status};
 use crate::config::{Config, GpuConfig};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
+use crate::model::xid;
 use checks::{Limits, DOMAIN};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -446,7 +448,7 @@ impl Domain for GpuDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::nodeconfig::DOMAIN]
+        &[crate::check::names::NODECONFIG]
     }
 
     fn reconfigure(&mut self, config: &Config) {

@@ -236,11 +236,7 @@ pub fn encode(registry: &Registry, format: Format) -> Result<String, std::fmt::E
     })
 }
 
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::time::unix_seconds;
 
 #[cfg(test)]
 mod tests {

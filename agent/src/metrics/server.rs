@@ -449,7 +449,7 @@ fn route(endpoint: &Endpoint, method: &Method, path: &str, headers: &HeaderMap) 
 #[derive(Debug, Serialize)]
 pub struct StatusDocument<'a> {
     pub version: &'static str,
-    pub phase: Option<crate::lifecycle::Phase>,
+    pub phase: Option<crate::model::Phase>,
     pub summary: Tally,
     pub domains: &'a BTreeMap<&'static str, Snapshot>,
 }

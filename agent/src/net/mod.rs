@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const DOMAIN: &str = "network";
+pub const DOMAIN: &str = crate::check::names::NETWORK;
 /// The kubelet's kubeconfig after `nodeadm init`: its `server:` is the API endpoint.
 pub const KUBELET_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
 const API_TARGET: &str = "api-server";
@@ -192,7 +192,7 @@ struct State {
     ip: Option<IpAddr>,
     echo: Option<EchoLoop>,
     echo_error: Option<String>,
-    pmtu: Option<Result<pmtu::PmtuResult, String>>,
+    pmtu: Option<Result<pmtu::PmtuResult, pmtu::PmtuError>>,
     pmtu_at: Option<Instant>,
     reported_requests: u64,
     reported_replies: u64,
@@ -299,7 +299,7 @@ impl NetworkDomain {
             }
             Err(e) => {
                 checks.push(
-                    Check::new(DOMAIN, format!("dns/{name}"), Status::Fail, e).with_remedy(
+                    Check::new(DOMAIN, format!("dns/{name}"), Status::Fail, e.to_string()).with_remedy(
                         "check /etc/resolv.conf and the DNS servers reachable from this host",
                     ),
                 );
@@ -316,7 +316,7 @@ impl NetworkDomain {
         let route = route::lookup(ip);
         let iface_mtu = route.as_ref().ok().and_then(|r| r.mtu);
         checks.push(match &route {
-            Err(e) => Check::new(DOMAIN, format!("mtu/{name}"), Status::Fail, e.clone()).with_remedy("add a route toward the target (Direct Connect / VPN)"),
+            Err(e) => Check::new(DOMAIN, format!("mtu/{name}"), Status::Fail, e.to_string()).with_remedy("add a route toward the target (Direct Connect / VPN)"),
             Ok(r) => {
                 let mtu = r.mtu.unwrap_or(0);
                 m.interface_mtu.get_or_create(&IfaceLabels { target: name.as_str().into(), interface: r.interface.as_str().into() }).set(i64::from(mtu));
@@ -413,11 +413,7 @@ impl NetworkDomain {
         if due || regressed {
             st.pmtu = Some(
                 pmtu::RawProber::new(v4, self.id.wrapping_add(1))
-                    .map_err(|e| {
-                        format!(
-                            "cannot open raw sockets for path MTU probes: {e} (needs CAP_NET_RAW)"
-                        )
-                    })
+                    .map_err(pmtu::PmtuError::Sockets)
                     .and_then(|mut p| pmtu::discover(&mut p, pmtu::FLOOR_V4, ceiling)),
             );
             st.pmtu_at = Some(Instant::now());
@@ -436,7 +432,7 @@ impl NetworkDomain {
                     Check::pass(DOMAIN, format!("pmtu/{name}"), format!("path MTU toward {name} is {} bytes (expected {})", r.pmtu, t.expected_mtu))
                 }
             }
-            Some(Err(e)) => Check::new(DOMAIN, format!("pmtu/{name}"), Status::Unknown, e.clone()),
+            Some(Err(e)) => Check::new(DOMAIN, format!("pmtu/{name}"), Status::Unknown, e.to_string()),
             None => Check::new(DOMAIN, format!("pmtu/{name}"), Status::Unknown, "not measured yet"),
         });
 
@@ -601,7 +597,7 @@ impl Domain for NetworkDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::nodeconfig::DOMAIN]
+        &[crate::check::names::NODECONFIG]
     }
 
     fn reconfigure(&mut self, config: &Config) {

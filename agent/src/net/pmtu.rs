@@ -49,8 +49,19 @@ pub struct PmtuResult {
     pub probes: u32,
 }
 
+/// Why no path MTU was found.
+#[derive(Debug, thiserror::Error)]
+pub enum PmtuError {
+    /// The raw sockets could not be opened.
+    #[error("cannot open raw sockets for path MTU probes: {0} (needs CAP_NET_RAW)")]
+    Sockets(#[source] std::io::Error),
+    /// Not even the smallest probe was answered.
+    #[error("no reply even to {floor}-byte probes: the target does not answer ICMP echo, or ICMP is filtered")]
+    NoReply { floor: u32 },
+}
+
 /// Searches between `floor` and `ceiling` (the interface MTU).
-pub fn discover(prober: &mut dyn Prober, floor: u32, ceiling: u32) -> Result<PmtuResult, String> {
+pub fn discover(prober: &mut dyn Prober, floor: u32, ceiling: u32) -> Result<PmtuResult, PmtuError> {
     let mut probes = 0;
     let mut try_size = |size: u32, probes: &mut u32| -> Outcome {
         for _ in 0..=RETRIES {
@@ -64,9 +75,7 @@ pub fn discover(prober: &mut dyn Prober, floor: u32, ceiling: u32) -> Result<Pmt
     };
     let floor = floor.min(ceiling);
     if try_size(floor, &mut probes) != Outcome::Reply {
-        return Err(format!(
-            "no reply even to {floor}-byte probes: the target does not answer ICMP echo, or ICMP is filtered"
-        ));
+        return Err(PmtuError::NoReply { floor });
     }
     let (mut lo, mut hi) = (floor, ceiling);
     let mut icmp_seen = false;
@@ -275,7 +284,8 @@ mod tests {
     #[test]
     fn unreachable_target_is_an_error() {
         let e = discover(&mut path(0, None), FLOOR_V4, 9000).expect_err("no reply");
-        assert!(e.contains("no reply even to 1200-byte probes"), "{e}");
+        assert!(matches!(e, PmtuError::NoReply { floor: 1200 }), "{e}");
+        assert!(e.to_string().contains("no reply even to 1200-byte probes"), "{e}");
     }
 
     #[test]

@@ -12,20 +12,42 @@ pub struct Route {
     pub mtu: Option<u32>,
 }
 
-pub fn lookup(dst: IpAddr) -> Result<Route, String> {
+/// Why the route toward a target is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The kernel has no route (`connect` on a UDP socket failed).
+    #[error("no route to {dst}: {source}")]
+    NoRoute {
+        dst: IpAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A socket call failed.
+    #[error("route lookup to {dst}: {source}")]
+    Socket {
+        dst: IpAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot list interfaces: {0}")]
+    Interfaces(#[source] nix::Error),
+    /// The chosen source address is on no interface (it just went away).
+    #[error("no interface holds {source_addr}, the source address toward {dst}")]
+    NoInterface { dst: IpAddr, source_addr: IpAddr },
+}
+
+pub fn lookup(dst: IpAddr) -> Result<Route, RouteError> {
     let bind: IpAddr = match dst {
         IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let s = UdpSocket::bind((bind, 0)).map_err(|e| format!("route lookup to {dst}: {e}"))?;
+    let socket = |source| RouteError::Socket { dst, source };
+    let s = UdpSocket::bind((bind, 0)).map_err(socket)?;
     s.connect((dst, 9))
-        .map_err(|e| format!("no route to {dst}: {e}"))?;
-    let source = s
-        .local_addr()
-        .map_err(|e| format!("route lookup to {dst}: {e}"))?
-        .ip();
+        .map_err(|source| RouteError::NoRoute { dst, source })?;
+    let source = s.local_addr().map_err(socket)?.ip();
     let interface = nix::ifaddrs::getifaddrs()
-        .map_err(|e| format!("cannot list interfaces: {e}"))?
+        .map_err(RouteError::Interfaces)?
         .find(|a| {
             a.address.as_ref().is_some_and(|sa| {
                 sa.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(source)
@@ -33,7 +55,10 @@ pub fn lookup(dst: IpAddr) -> Result<Route, String> {
             })
         })
         .map(|a| a.interface_name)
-        .ok_or_else(|| format!("no interface holds {source}, the source address toward {dst}"))?;
+        .ok_or(RouteError::NoInterface {
+            dst,
+            source_addr: source,
+        })?;
     Ok(Route {
         mtu: interface_mtu(&interface),
         source,

@@ -54,15 +54,31 @@ pub fn connect_time(
     }
 }
 
+/// Why a name did not resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {name}: {source}")]
+    Lookup {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} resolves to no address")]
+    NoAddress { name: String },
+}
+
 /// Resolves `name` (an IP address resolves to itself without a lookup).
-pub fn resolve(name: &str) -> Result<(IpAddr, Option<Duration>), String> {
+pub fn resolve(name: &str) -> Result<(IpAddr, Option<Duration>), ResolveError> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Ok((ip, None));
     }
     let started = Instant::now();
     let addrs: Vec<SocketAddr> = (name, 0)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {name}: {e}"))?
+        .map_err(|source| ResolveError::Lookup {
+            name: name.to_owned(),
+            source,
+        })?
         .collect();
     let took = started.elapsed();
     addrs
@@ -70,7 +86,9 @@ pub fn resolve(name: &str) -> Result<(IpAddr, Option<Duration>), String> {
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .map(|a| (a.ip(), Some(took)))
-        .ok_or_else(|| format!("{name} resolves to no address"))
+        .ok_or_else(|| ResolveError::NoAddress {
+            name: name.to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -90,8 +108,8 @@ mod tests {
     #[test]
     fn ip_literals_need_no_lookup() {
         assert_eq!(
-            resolve("10.0.0.1"),
-            Ok(("10.0.0.1".parse().expect("ip"), None))
+            resolve("10.0.0.1").expect("a literal"),
+            ("10.0.0.1".parse().expect("ip"), None)
         );
         let (ip, took) = resolve("localhost").expect("localhost resolves");
         assert!(ip.is_loopback());

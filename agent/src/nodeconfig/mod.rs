@@ -2,14 +2,14 @@
 //! validate it like nodeadm does, keep the last good one in force when an
 //! edit is bad, and publish it to the domains that build on it.
 
-pub mod model;
+
 pub mod parse;
 pub mod validate;
 pub mod watch;
 
 use crate::check::{Check, Status};
 use crate::config::Config;
-use crate::containerd::config::{ContainerdConfig, RegistryDecl, RuntimeFacts};
+use crate::model::nodeconfig as model;
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
@@ -21,7 +21,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -29,47 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
-pub const DOMAIN: &str = "nodeconfig";
+pub const DOMAIN: &str = crate::check::names::NODECONFIG;
 
-/// A good NodeConfig and the facts other domains need, derived once.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: NodeConfig,
-    /// Host path it was read from.
-    pub path: PathBuf,
-    pub format: Format,
-    pub loaded_at: SystemTime,
-    /// Registries declared in the inline containerd config (legacy form).
-    pub registries: Vec<RegistryDecl>,
-    /// The inline containerd config's default runtime, if it sets one.
-    pub default_runtime: Option<RuntimeFacts>,
-    pub node_labels: BTreeMap<String, String>,
-    pub taints: Vec<String>,
-}
-
-impl Loaded {
-    fn new(config: NodeConfig, path: PathBuf, format: Format) -> Self {
-        let inline = config
-            .spec
-            .containerd
-            .config
-            .as_deref()
-            .and_then(|t| ContainerdConfig::parse(t).ok());
-        Loaded {
-            registries: inline
-                .as_ref()
-                .map(ContainerdConfig::registries)
-                .unwrap_or_default(),
-            default_runtime: inline.as_ref().and_then(ContainerdConfig::default_runtime),
-            node_labels: config.node_labels(),
-            taints: config.taints(),
-            config,
-            path,
-            format,
-            loaded_at: SystemTime::now(),
-        }
-    }
-}
+pub use crate::model::nodeconfig::Loaded;
 
 /// Checks a NodeConfig text as `check` and the daemon do: parse, then
 /// validate. `Ok` carries the config and the pass checks.
@@ -281,7 +242,7 @@ impl NodeConfigDomain {
                 let initialized = self
                     .facts
                     .phase()
-                    .is_some_and(|p| p >= crate::lifecycle::Phase::Initialized);
+                    .is_some_and(|p| p >= crate::model::Phase::Initialized);
                 let file = if initialized {
                     Check::not_applicable(
                         DOMAIN,
@@ -318,7 +279,7 @@ impl NodeConfigDomain {
             }
             Seen::Content { len, .. } => {
                 self.last_change
-                    .set(crate::metrics::unix_seconds(SystemTime::now()));
+                    .set(crate::time::unix_seconds(SystemTime::now()));
                 let text = String::from_utf8_lossy(bytes);
                 let format = parse::detect_format(&text);
                 let file_check = |status, suffix: String| {
@@ -386,7 +347,7 @@ impl Domain for NodeConfigDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::lifecycle::DOMAIN]
+        &[crate::check::names::LIFECYCLE]
     }
 
     fn debounce(&self) -> Duration {

@@ -1,7 +1,7 @@
 //! Reading a NodeConfig file: YAML or JSON, exactly one document, the right
 //! `apiVersion` and `kind`, decoded strictly. Every error says where.
 
-use super::model::{NodeConfig, API_VERSION, KIND};
+use crate::model::nodeconfig::{NodeConfig, API_VERSION, KIND};
 use serde::Deserialize;
 use std::fmt;
 
@@ -32,11 +32,7 @@ impl fmt::Display for ParseError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Json,
-}
+pub use crate::model::nodeconfig::Format;
 
 /// JSON when the first significant character opens an object.
 pub fn detect_format(text: &str) -> Format {

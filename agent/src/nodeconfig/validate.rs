@@ -1,6 +1,6 @@
 //! hybrid nodeadm's validation rules, with messages that say what to fix.
 
-use super::model::NodeConfig;
+use crate::model::nodeconfig::NodeConfig;
 use super::parse::{locate_key, locate_key_from};
 use crate::host::Host;
 use std::time::SystemTime;

@@ -8,7 +8,7 @@
 //! file; `dial_timeout` exists from 2.0.7.
 
 use super::desired::Desired;
-use crate::containerd::effective::Version;
+use crate::model::containerd::Version;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 /// First line of every file the agent writes; files without it are never

@@ -7,13 +7,13 @@ pub mod ca;
 pub mod desired;
 pub mod files;
 pub mod hosts_toml;
-pub mod name;
+
 pub mod probe;
 pub mod trust;
 
 use crate::check::{Check, Status};
 use crate::config::{Config, RegistriesConfig, RegistryEntry};
-use crate::containerd::effective::{Binary, ContainerdTool};
+use crate::edge::containerd::{Binary, ContainerdTool};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
@@ -33,22 +33,25 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
+use crate::edge::systemctl::ServiceManager;
 use trust::{Family as OsFamily, TrustTool};
 
-pub const DOMAIN: &str = "registry";
+pub const DOMAIN: &str = crate::check::names::REGISTRY;
+
+/// The programs the registry domain runs on the host.
+#[derive(Debug)]
+pub struct Edges {
+    /// Rebuilds the OS trust bundles.
+    pub trust_tool: Box<dyn TrustTool>,
+    /// Restarts containerd after the trust store changed.
+    pub services: Box<dyn ServiceManager>,
+}
 
 /// The most the OS CA bundle may hold: a few hundred certificates are a
 /// few hundred kilobytes.
 const MAX_BUNDLE: u64 = 16 * crate::host::MAX_PEM_FILE;
 
-/// Whether a run changes the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Reconcile: write, restore, remove (the daemon, `apply`).
-    Apply,
-    /// Plan and report what would change (`check`).
-    DryRun,
-}
+pub use crate::domain::Mode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct EndpointLabels {
@@ -165,36 +168,22 @@ pub struct RegistryDomain {
     wake: Arc<Notify>,
     ledger: Ledger,
     trust_tool: Box<dyn TrustTool>,
+    services: Box<dyn ServiceManager>,
     metrics: Metrics,
     /// The latest trust-store update's result, reported until the next one.
     trust_update: Option<Result<String, String>>,
 }
 
 impl RegistryDomain {
+    /// `edges`: the trust-store tool and the service manager it runs (built
+    /// by the program's assembly; fakes in tests).
     pub fn new(
         config: &Config,
         host: Host,
         registry: &mut Registry,
         facts: Facts,
         mode: Mode,
-    ) -> Self {
-        Self::with_trust_tool(
-            config,
-            host,
-            registry,
-            facts,
-            mode,
-            Box::new(trust::SystemTool),
-        )
-    }
-
-    pub fn with_trust_tool(
-        config: &Config,
-        host: Host,
-        registry: &mut Registry,
-        facts: Facts,
-        mode: Mode,
-        trust_tool: Box<dyn TrustTool>,
+        edges: Edges,
     ) -> Self {
         let wake = Arc::new(Notify::new());
         facts.on_nodeconfig_change(wake.clone());
@@ -207,7 +196,8 @@ impl RegistryDomain {
             facts,
             wake,
             ledger: Ledger::default(),
-            trust_tool,
+            trust_tool: edges.trust_tool,
+            services: edges.services,
             metrics: Metrics::register(registry),
             trust_update: None,
         }
@@ -332,7 +322,7 @@ impl Domain for RegistryDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::nodeconfig::DOMAIN]
+        &[crate::check::names::NODECONFIG]
     }
 
     fn trigger(&self) -> Option<Arc<Notify>> {
@@ -395,15 +385,12 @@ impl Domain for RegistryDomain {
                     if let Err(e) = &r {
                         tracing::error!(error = %e, "trust store update failed: {e}");
                     }
-                    if r.is_ok()
-                        && self.settings.restart_containerd_on_trust_change
-                        && self.host.root() == std::path::Path::new("/")
-                    {
-                        if let Err(e) = trust::restart_containerd() {
+                    if r.is_ok() && self.settings.restart_containerd_on_trust_change {
+                        if let Err(e) = self.services.restart("containerd") {
                             tracing::error!(error = %e, "cannot restart containerd: {e}");
                         }
                     }
-                    self.trust_update = Some(r);
+                    self.trust_update = Some(r.map_err(|e| e.to_string()));
                 }
             }
         }
@@ -484,7 +471,7 @@ fn checks(
             .with_remedy(format!(
                 "name each registry as {} (the certs.d directory name), and put credentials in the \
                  registry's auth settings, never in a URL",
-                name::EXPECTED
+                crate::model::registry_name::EXPECTED
             )),
         );
     } else if regs.is_empty() {

@@ -2,6 +2,7 @@
 //! tool that rebuilds the bundles.
 
 use crate::host::Host;
+use crate::edge::exec::{output, ExecError};
 use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,8 @@ impl Family {
 
 /// Rebuilds the OS bundles after the anchors changed.
 pub trait TrustTool: Send + std::fmt::Debug {
-    fn update(&self, family: Family, host: &Host) -> Result<String, String>;
+    /// Runs the tool; its last line of output on success.
+    fn update(&self, family: Family, host: &Host) -> Result<String, ExecError>;
 }
 
 /// The distribution's own tool, found on the agent's PATH. Under a root
@@ -94,7 +96,7 @@ pub trait TrustTool: Send + std::fmt::Debug {
 pub struct SystemTool;
 
 impl TrustTool for SystemTool {
-    fn update(&self, family: Family, host: &Host) -> Result<String, String> {
+    fn update(&self, family: Family, host: &Host) -> Result<String, ExecError> {
         // The unit's UMask=0077 must not leak into the bundles the tool
         // (and its hooks) write: every TLS client on the host reads them.
         let mut cmd = Command::new("sh");
@@ -119,43 +121,8 @@ impl TrustTool for SystemTool {
             }
         }
         let shown = format!("{cmd:?}");
-        let out = cmd
-            .output()
-            .map_err(|e| format!("cannot run {shown}: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim()
-                .to_owned())
-        } else {
-            Err(format!(
-                "{shown} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-            ))
-        }
-    }
-}
-
-/// `systemctl restart containerd`, for `restart_containerd_on_trust_change`.
-pub fn restart_containerd() -> Result<(), String> {
-    let out = Command::new("systemctl")
-        .args(["restart", "containerd"])
-        .output()
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "systemctl restart containerd failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        let out = output(&mut cmd, &shown)?;
+        Ok(out.lines().last().unwrap_or("").trim().to_owned())
     }
 }
 

@@ -247,6 +247,31 @@ pub fn table_mut<'a>(doc: &'a mut DocumentMut, path: &[&str]) -> Option<&'a mut 
     Some(cur)
 }
 
+/// A containerd release, from `containerd --version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+impl Version {
+    /// Parses `containerd github.com/containerd/containerd v1.7.27 <commit>`
+    /// or Debian's `… 1.6.20~ds1 1.6.20~ds1-1+deb12u3`.
+    pub fn from_version_output(out: &str) -> Option<Version> {
+        out.split_whitespace().skip(1).find_map(|word| {
+            let w = word.trim_start_matches('v');
+            let mut parts = w.split(|c: char| !c.is_ascii_digit());
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            w.contains('.').then_some(Version(major, minor, patch))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

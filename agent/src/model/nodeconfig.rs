@@ -7,7 +7,10 @@
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use crate::model::containerd::{ContainerdConfig, RegistryDecl, RuntimeFacts};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
 use std::fmt;
 
 pub const API_VERSION: &str = "node.eks.aws/v1alpha1";
@@ -280,3 +283,51 @@ impl NodeConfig {
         out
     }
 }
+
+/// How the NodeConfig file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// A good NodeConfig and the facts other domains need, derived once.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: NodeConfig,
+    /// Host path it was read from.
+    pub path: PathBuf,
+    pub format: Format,
+    pub loaded_at: SystemTime,
+    /// Registries declared in the inline containerd config (legacy form).
+    pub registries: Vec<RegistryDecl>,
+    /// The inline containerd config's default runtime, if it sets one.
+    pub default_runtime: Option<RuntimeFacts>,
+    pub node_labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+}
+
+impl Loaded {
+    pub fn new(config: NodeConfig, path: PathBuf, format: Format) -> Self {
+        let inline = config
+            .spec
+            .containerd
+            .config
+            .as_deref()
+            .and_then(|t| ContainerdConfig::parse(t).ok());
+        Loaded {
+            registries: inline
+                .as_ref()
+                .map(ContainerdConfig::registries)
+                .unwrap_or_default(),
+            default_runtime: inline.as_ref().and_then(ContainerdConfig::default_runtime),
+            node_labels: config.node_labels(),
+            taints: config.taints(),
+            config,
+            path,
+            format,
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+

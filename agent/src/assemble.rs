@@ -1,0 +1,75 @@
+//! Where the program is put together: every domain, with the real host
+//! edges it runs against. Only the entry points (`app`, `daemon`) import
+//! this module; domains never do, nor each other.
+
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::edge::systemctl::{NotThisHost, ServiceManager, Systemctl};
+use crate::facts::Facts;
+use crate::host::Host;
+use prometheus_client::registry::Registry;
+
+/// Builds every domain, registering their metrics in `registry`. `mode`
+/// says whether domains that manage files may change the host.
+pub fn build_all(
+    config: &Config,
+    host: &Host,
+    registry: &mut Registry,
+    facts: &Facts,
+    mode: crate::domain::Mode,
+) -> Vec<Box<dyn Domain>> {
+    vec![
+        Box::new(crate::lifecycle::Lifecycle::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::nodeconfig::NodeConfigDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::containerd::ContainerdDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::registry::RegistryDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            mode,
+            registry_edges(host),
+        )),
+        Box::new(crate::gpu::GpuDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+        Box::new(crate::net::NetworkDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+        )),
+    ]
+}
+
+/// The registry domain's programs: the distribution's trust tool, and
+/// `systemctl`, unless the checked root is not this host's.
+fn registry_edges(host: &Host) -> crate::registry::Edges {
+    let services: Box<dyn ServiceManager> = if host.root() == std::path::Path::new("/") {
+        Box::new(Systemctl)
+    } else {
+        Box::new(NotThisHost)
+    };
+    crate::registry::Edges {
+        trust_tool: Box::new(crate::registry::trust::SystemTool),
+        services,
+    }
+}

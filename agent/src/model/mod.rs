@@ -1,0 +1,12 @@
+//! Models shared between domains: what one domain learns and another reads
+//! (the nodeadm phase, a loaded NodeConfig), and the containerd and registry
+//! vocabulary more than one domain speaks. Leaf modules: nothing here
+//! imports a domain, so every domain can import them without a circle.
+
+pub mod containerd;
+pub mod nodeconfig;
+pub mod phase;
+pub mod registry_name;
+pub mod xid;
+
+pub use phase::Phase;
