@@ -28,8 +28,8 @@ pub enum DaemonError {
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
     /// The web config (TLS, auth) named in the agent config is invalid.
-    #[error("{0}")]
-    WebConfig(String),
+    #[error(transparent)]
+    WebConfig(#[from] crate::metrics::webconfig::WebConfigError),
     /// The HTTP endpoint's address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

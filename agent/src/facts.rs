@@ -2,8 +2,8 @@
 //! parsed NodeConfig as it lands), published through watch channels so a
 //! consumer sees the latest value and can wait for changes.
 
-use crate::model::Phase;
 use crate::model::nodeconfig::Loaded;
+use crate::model::Phase;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{watch, Notify};
 

@@ -65,7 +65,10 @@ pub enum HealthzError {
     },
     /// It answered with another status.
     #[error("http://{addr}/healthz answered {status_line:?}")]
-    Status { addr: SocketAddr, status_line: String },
+    Status {
+        addr: SocketAddr,
+        status_line: String,
+    },
     /// It answered 200 with something other than `ok`.
     #[error("http://{addr}/healthz answered 200 with {body:?} instead of \"ok\"")]
     Body { addr: SocketAddr, body: String },

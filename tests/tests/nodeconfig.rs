@@ -176,7 +176,10 @@ fn secrets_never_appear_in_output_logs_or_metrics() {
         let status_doc = http_get(agent.addr, "/status", &[]).expect("status").body;
         drop(agent);
         let logs = std::fs::read_to_string(&log).expect("log");
-        assert!(logs.contains("NodeConfig /etc/nodeadm/nodeconfig.yaml loaded"), "{logs}");
+        assert!(
+            logs.contains("NodeConfig /etc/nodeadm/nodeconfig.yaml loaded"),
+            "{logs}"
+        );
         assert_no_secrets(&logs, "daemon log");
         assert_no_secrets(&metrics, "/metrics");
         assert_no_secrets(&status_doc, "/status");

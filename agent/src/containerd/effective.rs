@@ -7,10 +7,10 @@
 //! the agent applies containerd 1.x's import rule itself: a plugin table in
 //! an imported file *replaces* the main file's table for that plugin.
 
-use crate::model::containerd::{ContainerdConfig, CRI_V2};
 use super::secrets;
 use crate::check::{Check, Status};
 use crate::host::Host;
+use crate::model::containerd::{ContainerdConfig, CRI_V2};
 use std::path::Path;
 use toml_edit::{DocumentMut, Item, Table};
 

@@ -2,7 +2,6 @@
 //! as `nodeadm init` would write it before init, from the host's files after
 //! — and report the traps that silently break pulls or the CRI plugin.
 
-
 pub mod effective;
 pub mod render;
 pub mod secrets;
@@ -54,7 +53,10 @@ impl Domain for ContainerdDomain {
     }
 
     fn after(&self) -> &'static [&'static str] {
-        &[crate::check::names::LIFECYCLE, crate::check::names::NODECONFIG]
+        &[
+            crate::check::names::LIFECYCLE,
+            crate::check::names::NODECONFIG,
+        ]
     }
 
     fn trigger(&self) -> Option<Arc<Notify>> {

@@ -2,8 +2,10 @@
 //! files that replace its legacy registry settings. Pure functions: nothing
 //! here touches the host.
 
-use crate::model::containerd::{get, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2};
 use super::effective::NODEADM_CONFIG_PATH;
+use crate::model::containerd::{
+    get, table_mut, ContainerdConfig, RegistryDecl, CRI_IMAGES_V3, CRI_V2,
+};
 use toml_edit::{value, DocumentMut, Item, Table};
 
 /// A corrected `containerd.config`.

@@ -53,4 +53,3 @@ impl ContainerdTool for Binary {
         )
     }
 }
-

@@ -10,7 +10,6 @@ pub mod fake;
 pub mod nvml;
 pub mod source;
 
-
 use crate::check::{Check, Status};
 use crate::config::{Config, GpuConfig};
 use crate::domain::Domain;

@@ -59,8 +59,15 @@ pub type Sample = (String, Vec<(String, String)>, String);
 /// Parses a sample line of either format strictly: `name{k="v",…} value`,
 /// label values escaped as above (and only so). The invariant the tests and
 /// the `http` fuzz target hold the encoder to.
-pub fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(['{', ' ']).ok_or("no value")?;
+/// A sample line that breaks the exposition format; says how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SampleError(pub String);
+
+pub fn parse_sample(line: &str) -> Result<Sample, SampleError> {
+    let name_end = line
+        .find(['{', ' '])
+        .ok_or(SampleError("no value".into()))?;
     let name = &line[..name_end];
     let name_ok = |n: &str| {
         !n.is_empty()
@@ -69,7 +76,7 @@ pub fn parse_sample(line: &str) -> Result<Sample, String> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     };
     if !name_ok(name) {
-        return Err(format!("bad metric name {name:?}"));
+        return Err(SampleError(format!("bad metric name {name:?}")));
     }
     let mut labels = Vec::new();
     let mut rest = &line[name_end..];
@@ -79,23 +86,25 @@ pub fn parse_sample(line: &str) -> Result<Sample, String> {
                 r = after;
                 break;
             }
-            let (key, after) = r.split_once("=\"").ok_or("label without =\"")?;
+            let (key, after) = r
+                .split_once("=\"")
+                .ok_or(SampleError("label without =\"".into()))?;
             if !name_ok(key) || key.contains(':') {
-                return Err(format!("bad label name {key:?}"));
+                return Err(SampleError(format!("bad label name {key:?}")));
             }
             let mut value = String::new();
             let mut chars = after.char_indices();
             let end = loop {
                 match chars.next() {
-                    None => return Err("unterminated label value".into()),
+                    None => return Err(SampleError("unterminated label value".into())),
                     Some((i, '"')) => break i,
                     Some((_, '\\')) => match chars.next() {
                         Some((_, '\\')) => value.push('\\'),
                         Some((_, '"')) => value.push('"'),
                         Some((_, 'n')) => value.push('\n'),
-                        other => return Err(format!("bad escape {other:?}")),
+                        other => return Err(SampleError(format!("bad escape {other:?}"))),
                     },
-                    Some((_, '\n')) => return Err("newline in a label value".into()),
+                    Some((_, '\n')) => return Err(SampleError("newline in a label value".into())),
                     Some((_, c)) => value.push(c),
                 }
             };
@@ -105,11 +114,13 @@ pub fn parse_sample(line: &str) -> Result<Sample, String> {
         }
         rest = r;
     }
-    let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+    let value = rest
+        .strip_prefix(' ')
+        .ok_or(SampleError("no space before the value".into()))?;
     let number = value.split(' ').next().unwrap_or("");
     let ok = number.parse::<f64>().is_ok() || matches!(number, "+Inf" | "-Inf" | "NaN");
     if !ok {
-        return Err(format!("bad sample value {number:?}"));
+        return Err(SampleError(format!("bad sample value {number:?}")));
     }
     Ok((name.to_owned(), labels, value.to_owned()))
 }

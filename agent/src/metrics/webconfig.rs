@@ -96,14 +96,34 @@ pub struct WebConfig {
     pub warnings: Vec<String>,
 }
 
+/// Why a web config was refused. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read web config: {0}")]
+    Read(#[source] crate::host::SmallFileError),
+    #[error("cannot read web config {}: not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// Not YAML, or not the web config's shape; `at` is `:line:column`.
+    #[error("{}{at}: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        at: String,
+        message: String,
+    },
+    /// A setting, or a file it names, is not usable.
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
 /// Loads `path` (a host path). Errors name the file, and the line and
 /// column for YAML errors.
-pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
+pub fn load(host: &Host, path: &Path) -> Result<WebConfig, WebConfigError> {
     let bytes = host
         .read_small(path, crate::host::MAX_PEM_FILE)
-        .map_err(|e| format!("cannot read web config: {e}"))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("cannot read web config {}: not UTF-8", path.display()))?;
+        .map_err(WebConfigError::Read)?;
+    let text = String::from_utf8(bytes).map_err(|_| WebConfigError::NotUtf8 {
+        path: path.to_owned(),
+    })?;
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
@@ -118,7 +138,11 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
                 .split_once(": ")
                 .filter(|(p, _)| p.starts_with("line "))
                 .map_or(msg, |(_, m)| m);
-            format!("{}{at}: {msg}", path.display())
+            WebConfigError::Syntax {
+                path: path.to_owned(),
+                at,
+                message: msg.to_owned(),
+            }
         })?
     };
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -133,7 +157,10 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
         files: vec![path.to_owned()],
         ..WebConfig::default()
     };
-    let err = |what: String| format!("{}: {what}", path.display());
+    let err = |message: String| WebConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
 
     if let Some(tls) = &file.tls_server_config {
         if tls.cipher_suites.is_some()
@@ -215,7 +242,7 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, String> {
         };
         let verify = |roots: Option<Arc<RootCertStore>>,
                       optional: bool|
-         -> Result<Arc<dyn ClientCertVerifier>, String> {
+         -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
             let roots = roots
                 .ok_or_else(|| err(format!("client_auth_type {auth_type} needs client_ca_file")))?;
             let b = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
@@ -596,7 +623,7 @@ mod tests {
                 "web.yml",
                 &format!("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"),
             );
-            let e = load(&Host::new("/"), &p).expect_err(file);
+            let e = load(&Host::new("/"), &p).expect_err(file).to_string();
             assert!(e.contains(want), "{e}");
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
@@ -695,7 +722,7 @@ mod tests {
         ];
         for (text, want) in cases {
             let p = write(dir.path(), "web.yml", text);
-            let e = load(&host, &p).expect_err(text);
+            let e = load(&host, &p).expect_err(text).to_string();
             assert!(e.contains(want), "{text}: {e}");
             assert!(e.contains("web.yml"), "{e}");
         }
@@ -705,7 +732,8 @@ mod tests {
             "tls_server_config:\n  cert_file: [\n",
         );
         let e = load(&host, &p).expect_err("syntax");
-        assert!(e.contains("web.yml:"), "{e}");
+        assert!(matches!(e, WebConfigError::Syntax { .. }), "{e}");
+        assert!(e.to_string().contains("web.yml:"), "{e}");
     }
 
     #[test]

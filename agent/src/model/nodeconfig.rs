@@ -5,13 +5,13 @@
 //! can be reported precisely (hybrid nodeadm rejects them); see
 //! [`NodeConfig::ec2_only_fields`].
 
+use crate::model::containerd::{ContainerdConfig, RegistryDecl, RuntimeFacts};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use crate::model::containerd::{ContainerdConfig, RegistryDecl, RuntimeFacts};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
-use std::fmt;
 
 pub const API_VERSION: &str = "node.eks.aws/v1alpha1";
 pub const KIND: &str = "NodeConfig";
@@ -330,4 +330,3 @@ impl Loaded {
         }
     }
 }
-

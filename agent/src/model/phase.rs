@@ -39,4 +39,3 @@ impl std::fmt::Display for Phase {
         f.write_str(self.as_str())
     }
 }
-

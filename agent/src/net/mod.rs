@@ -299,9 +299,10 @@ impl NetworkDomain {
             }
             Err(e) => {
                 checks.push(
-                    Check::new(DOMAIN, format!("dns/{name}"), Status::Fail, e.to_string()).with_remedy(
-                        "check /etc/resolv.conf and the DNS servers reachable from this host",
-                    ),
+                    Check::new(DOMAIN, format!("dns/{name}"), Status::Fail, e.to_string())
+                        .with_remedy(
+                            "check /etc/resolv.conf and the DNS servers reachable from this host",
+                        ),
                 );
                 return;
             }

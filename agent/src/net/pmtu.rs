@@ -61,7 +61,11 @@ pub enum PmtuError {
 }
 
 /// Searches between `floor` and `ceiling` (the interface MTU).
-pub fn discover(prober: &mut dyn Prober, floor: u32, ceiling: u32) -> Result<PmtuResult, PmtuError> {
+pub fn discover(
+    prober: &mut dyn Prober,
+    floor: u32,
+    ceiling: u32,
+) -> Result<PmtuResult, PmtuError> {
     let mut probes = 0;
     let mut try_size = |size: u32, probes: &mut u32| -> Outcome {
         for _ in 0..=RETRIES {
@@ -285,7 +289,10 @@ mod tests {
     fn unreachable_target_is_an_error() {
         let e = discover(&mut path(0, None), FLOOR_V4, 9000).expect_err("no reply");
         assert!(matches!(e, PmtuError::NoReply { floor: 1200 }), "{e}");
-        assert!(e.to_string().contains("no reply even to 1200-byte probes"), "{e}");
+        assert!(
+            e.to_string().contains("no reply even to 1200-byte probes"),
+            "{e}"
+        );
     }
 
     #[test]

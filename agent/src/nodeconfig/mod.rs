@@ -2,18 +2,17 @@
 //! validate it like nodeadm does, keep the last good one in force when an
 //! edit is bad, and publish it to the domains that build on it.
 
-
 pub mod parse;
 pub mod validate;
 pub mod watch;
 
 use crate::check::{Check, Status};
 use crate::config::Config;
-use crate::model::nodeconfig as model;
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
 use crate::metrics::ResultLabel;
+use crate::model::nodeconfig as model;
 use crate::time::rfc3339;
 use model::NodeConfig;
 use parse::Format;

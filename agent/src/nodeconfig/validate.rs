@@ -1,8 +1,8 @@
 //! hybrid nodeadm's validation rules, with messages that say what to fix.
 
-use crate::model::nodeconfig::NodeConfig;
 use super::parse::{locate_key, locate_key_from};
 use crate::host::Host;
+use crate::model::nodeconfig::NodeConfig;
 use std::time::SystemTime;
 
 /// One problem found in a NodeConfig.

@@ -40,25 +40,72 @@ const WEAK_SIGNATURES: [(&str, &str); 5] = [
     ("1.3.14.3.2.29", "SHA-1 with RSA (OIW)"),
 ];
 
+/// Why a CA was not accepted. `origin`/`which` name the file or setting
+/// (and the certificate, in a bundle).
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{origin} contains a private key: give only the CA certificate, and keep the key off this host")]
+    PrivateKey { origin: String },
+    #[error("{origin} is not valid PEM: {reason}")]
+    Pem { origin: String, reason: String },
+    #[error("{origin} holds a {label:?} PEM block; only CERTIFICATE blocks are accepted")]
+    NotCertificate { origin: String, label: String },
+    #[error("{origin} is neither a PEM nor a DER X.509 certificate")]
+    Unrecognised { origin: String },
+    #[error("{origin} holds no certificate")]
+    Empty { origin: String },
+    #[error("{which} is not a valid X.509 certificate: {reason}")]
+    X509 { which: String, reason: String },
+    /// A well-formed certificate that cannot serve as the registry's CA.
+    #[error("{which} ({subject}) {problem}")]
+    Refused {
+        which: String,
+        subject: String,
+        problem: CaProblem,
+    },
+}
+
+/// What disqualifies a certificate as a CA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaProblem {
+    #[error("is not a CA certificate (basicConstraints CA is not true): give the CA that issued the registry's certificate")]
+    NotCa,
+    #[error("is a CA whose key usage does not allow keyCertSign")]
+    NoKeyCertSign,
+    #[error("expired on {0}")]
+    Expired(String),
+    #[error("is not valid before {0}: check the host clock")]
+    NotYetValid(String),
+    #[error("is signed with {0}, which is no longer accepted: reissue it with SHA-256 or better")]
+    WeakSignature(&'static str),
+    #[error("has a {0}-bit RSA key; at least 2048 bits are required")]
+    SmallRsaKey(usize),
+    #[error("has a {0}-bit EC key; at least P-256 is required")]
+    SmallEcKey(usize),
+}
+
 /// Checks `bytes` (a file's content or inline PEM) and returns the CA.
 /// `origin` names it in messages.
-pub fn intake(bytes: &[u8], origin: &str, now: SystemTime) -> Result<Ca, String> {
+pub fn intake(bytes: &[u8], origin: &str, now: SystemTime) -> Result<Ca, CaError> {
     let text = String::from_utf8_lossy(bytes);
     if text.contains("PRIVATE KEY-----") {
-        return Err(format!(
-            "{origin} contains a private key: give only the CA certificate, and keep the key off this host"
-        ));
+        return Err(CaError::PrivateKey {
+            origin: origin.to_owned(),
+        });
     }
     let mut warnings = Vec::new();
     let ders: Vec<Vec<u8>> = if text.contains("-----BEGIN ") {
         let mut out = Vec::new();
         for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
-            let pem = pem.map_err(|e| format!("{origin} is not valid PEM: {e}"))?;
+            let pem = pem.map_err(|e| CaError::Pem {
+                origin: origin.to_owned(),
+                reason: e.to_string(),
+            })?;
             if pem.label != "CERTIFICATE" {
-                return Err(format!(
-                    "{origin} holds a {:?} PEM block; only CERTIFICATE blocks are accepted",
-                    pem.label
-                ));
+                return Err(CaError::NotCertificate {
+                    origin: origin.to_owned(),
+                    label: pem.label,
+                });
             }
             out.push(pem.contents);
         }
@@ -67,12 +114,14 @@ pub fn intake(bytes: &[u8], origin: &str, now: SystemTime) -> Result<Ca, String>
         warnings.push(format!("{origin} is DER; the agent writes it as PEM"));
         vec![bytes.to_vec()]
     } else {
-        return Err(format!(
-            "{origin} is neither a PEM nor a DER X.509 certificate"
-        ));
+        return Err(CaError::Unrecognised {
+            origin: origin.to_owned(),
+        });
     };
     if ders.is_empty() {
-        return Err(format!("{origin} holds no certificate"));
+        return Err(CaError::Empty {
+            origin: origin.to_owned(),
+        });
     }
     let now_secs = i64::try_from(
         now.duration_since(SystemTime::UNIX_EPOCH)
@@ -87,8 +136,10 @@ pub fn intake(bytes: &[u8], origin: &str, now: SystemTime) -> Result<Ca, String>
         } else {
             format!("{origin} (certificate {})", i + 1)
         };
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| format!("{which} is not a valid X.509 certificate: {e}"))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| CaError::X509 {
+            which: which.clone(),
+            reason: e.to_string(),
+        })?;
         check_cert(&cert, &which, now_secs, &mut warnings)?;
         not_after = not_after.min(cert.validity().not_after.timestamp());
     }
@@ -106,8 +157,13 @@ fn check_cert(
     which: &str,
     now: i64,
     warnings: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), CaError> {
     let subject = cert.subject().to_string();
+    let refuse = |problem: CaProblem| CaError::Refused {
+        which: which.to_owned(),
+        subject: subject.clone(),
+        problem,
+    };
     let is_ca = cert
         .basic_constraints()
         .ok()
@@ -126,14 +182,9 @@ fn check_cert(
                  but a CA (basicConstraints CA=true, keyCertSign) survives certificate renewals"
             ));
         } else if !is_ca {
-            return Err(format!(
-                "{which} ({subject}) is not a CA certificate (basicConstraints CA is not true): \
-                 give the CA that issued the registry's certificate"
-            ));
+            return Err(refuse(CaProblem::NotCa));
         } else {
-            return Err(format!(
-                "{which} ({subject}) is a CA whose key usage does not allow keyCertSign"
-            ));
+            return Err(refuse(CaProblem::NoKeyCertSign));
         }
     }
     let validity = cert.validity();
@@ -142,13 +193,10 @@ fn check_cert(
         validity.not_after.timestamp(),
     );
     if now > na {
-        return Err(format!("{which} ({subject}) expired on {}", fmt_ts(na)));
+        return Err(refuse(CaProblem::Expired(fmt_ts(na))));
     }
     if now < nb {
-        return Err(format!(
-            "{which} ({subject}) is not valid before {}: check the host clock",
-            fmt_ts(nb)
-        ));
+        return Err(refuse(CaProblem::NotYetValid(fmt_ts(nb))));
     }
     let left = na - now;
     let window = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
@@ -161,19 +209,15 @@ fn check_cert(
     }
     let oid = cert.signature_algorithm.algorithm.to_id_string();
     if let Some((_, name)) = WEAK_SIGNATURES.iter().find(|(o, _)| *o == oid) {
-        return Err(format!(
-            "{which} ({subject}) is signed with {name}, which is no longer accepted: reissue it with SHA-256 or better"
-        ));
+        return Err(refuse(CaProblem::WeakSignature(name)));
     }
     match cert.public_key().parsed() {
-        Ok(PublicKey::RSA(rsa)) if rsa.key_size() < 2048 => Err(format!(
-            "{which} ({subject}) has a {}-bit RSA key; at least 2048 bits are required",
-            rsa.key_size()
-        )),
-        Ok(PublicKey::EC(ec)) if ec.key_size() < 256 => Err(format!(
-            "{which} ({subject}) has a {}-bit EC key; at least P-256 is required",
-            ec.key_size()
-        )),
+        Ok(PublicKey::RSA(rsa)) if rsa.key_size() < 2048 => {
+            Err(refuse(CaProblem::SmallRsaKey(rsa.key_size())))
+        }
+        Ok(PublicKey::EC(ec)) if ec.key_size() < 256 => {
+            Err(refuse(CaProblem::SmallEcKey(ec.key_size())))
+        }
         _ => Ok(()),
     }
 }
@@ -255,7 +299,9 @@ mod tests {
             .warnings
             .is_empty());
         let (old, _) = ca((2021, 1, 1));
-        let err = intake(old.as_bytes(), "old.pem", now()).expect_err("expired");
+        let err = intake(old.as_bytes(), "old.pem", now())
+            .expect_err("expired")
+            .to_string();
         assert!(err.contains("expired on 2021-01-01T00:00:00Z"), "{err}");
         // 10 days before expiry: a warning.
         let near = SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800 - 10 * 86_400);
@@ -270,17 +316,22 @@ mod tests {
     fn private_keys_and_garbage_are_refused() {
         let key = KeyPair::generate().expect("key").serialize_pem();
         let (pem, _) = ca((2100, 1, 1));
-        let err = intake(format!("{pem}{key}").as_bytes(), "bundle.pem", now()).expect_err("key");
+        let err = intake(format!("{pem}{key}").as_bytes(), "bundle.pem", now())
+            .expect_err("key")
+            .to_string();
         assert!(err.contains("contains a private key"), "{err}");
         assert!(!err.contains("BEGIN"), "the key is never echoed");
-        let err = intake(b"hello", "x.pem", now()).expect_err("garbage");
+        let err = intake(b"hello", "x.pem", now())
+            .expect_err("garbage")
+            .to_string();
         assert!(err.contains("neither a PEM nor a DER"), "{err}");
         let err = intake(
             b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
             "x.pem",
             now(),
         )
-        .expect_err("bad pem");
+        .expect_err("bad pem")
+        .to_string();
         assert!(err.contains("x.pem"), "{err}");
     }
 
@@ -311,7 +362,9 @@ mod tests {
         let issued = lp
             .signed_by(&KeyPair::generate().expect("key"), &issuer)
             .expect("leaf");
-        let err = intake(issued.pem().as_bytes(), "issued.pem", now()).expect_err("not a CA");
+        let err = intake(issued.pem().as_bytes(), "issued.pem", now())
+            .expect_err("not a CA")
+            .to_string();
         assert!(err.contains("is not a CA certificate"), "{err}");
         let _ = ca_cert;
     }
@@ -323,14 +376,16 @@ mod tests {
             "rsa.pem",
             now(),
         )
-        .expect_err("weak");
+        .expect_err("weak")
+        .to_string();
         assert!(err.contains("1024-bit RSA key; at least 2048"), "{err}");
         let err = intake(
             include_bytes!("../../testdata/sha1-ca.pem"),
             "sha1.pem",
             now(),
         )
-        .expect_err("sha1");
+        .expect_err("sha1")
+        .to_string();
         assert!(err.contains("signed with SHA-1 with RSA"), "{err}");
     }
 }

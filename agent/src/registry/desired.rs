@@ -1,9 +1,9 @@
 //! The desired registry state: the NodeConfig's inline registries and the
 //! agent config's `[[registry]]` entries, merged (the agent config wins).
 
-use crate::model::registry_name as name;
 use crate::config::RegistryEntry;
 use crate::model::containerd::{normalize_host, RegistryDecl};
+use crate::model::registry_name as name;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,7 +76,7 @@ pub fn plan(
                 };
                 match bytes
                     .map_err(|e| format!("cannot read the CA: {e}"))
-                    .and_then(|b| ca::intake(&b, &origin, now))
+                    .and_then(|b| ca::intake(&b, &origin, now).map_err(|e| e.to_string()))
                 {
                     Ok(ca) => Some(ca),
                     Err(e) => {

@@ -111,11 +111,14 @@ pub struct ParsedHost {
     pub skip_verify: bool,
 }
 
-/// Reads a hosts.toml; errors say what is wrong.
-pub fn parse(text: &str) -> Result<Parsed, String> {
-    let doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| e.message().trim().to_owned())?;
+/// A hosts.toml that is not TOML; says what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.message().trim())]
+pub struct NotToml(#[source] pub toml_edit::TomlError);
+
+/// Reads a hosts.toml.
+pub fn parse(text: &str) -> Result<Parsed, NotToml> {
+    let doc: DocumentMut = text.parse().map_err(NotToml)?;
     let strings = |item: Option<&Item>| -> Vec<String> {
         match item {
             Some(i) if i.is_str() => i.as_str().map(|s| vec![s.to_owned()]).unwrap_or_default(),

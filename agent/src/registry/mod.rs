@@ -13,8 +13,9 @@ pub mod trust;
 
 use crate::check::{Check, Status};
 use crate::config::{Config, RegistriesConfig, RegistryEntry};
-use crate::edge::containerd::{Binary, ContainerdTool};
 use crate::domain::Domain;
+use crate::edge::containerd::{Binary, ContainerdTool};
+use crate::edge::systemctl::ServiceManager;
 use crate::facts::Facts;
 use crate::host::Host;
 use crate::metrics::label::LabelValue;
@@ -33,7 +34,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
-use crate::edge::systemctl::ServiceManager;
 use trust::{Family as OsFamily, TrustTool};
 
 pub const DOMAIN: &str = crate::check::names::REGISTRY;

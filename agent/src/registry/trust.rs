@@ -1,8 +1,8 @@
 //! The OS trust store: where a CA goes on each distribution family and the
 //! tool that rebuilds the bundles.
 
-use crate::host::Host;
 use crate::edge::exec::{output, ExecError};
+use crate::host::Host;
 use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

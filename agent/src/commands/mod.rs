@@ -1,0 +1,6 @@
+//! What each command does (besides `run`, the daemon): `app` parses and
+//! dispatches, these do the work.
+
+pub mod check;
+pub mod reload;
+pub mod render;
