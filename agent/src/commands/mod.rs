@@ -2,5 +2,6 @@
 //! dispatches, these do the work.
 
 pub mod check;
+pub mod error;
 pub mod reload;
 pub mod render;

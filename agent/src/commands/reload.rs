@@ -1,6 +1,6 @@
 //! `reload`: systemd's ExecReload.
 
-use crate::app::AppError;
+use super::error::AppError;
 use crate::cli::ReloadArgs;
 use crate::config::ConfigSource;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `render`: the corrected NodeConfig `containerd.config` and the
 //! hosts.toml files that replace its legacy registry settings.
 
-use crate::app::AppError;
+use super::error::AppError;
 use crate::cli::RenderArgs;
 use crate::host::Host;
 use std::process::ExitCode;

@@ -1,0 +1,259 @@
+use super::fake::{healthy_h100, FakeSource};
+use super::source::{DriverInfo, XidEvent};
+use super::*;
+
+fn domain(
+    source: &FakeSource,
+    host: &Host,
+    cfg: impl FnOnce(&mut Config),
+) -> (GpuDomain, Registry) {
+    let mut c = Config::default();
+    cfg(&mut c);
+    let mut r = crate::metrics::new_registry();
+    let d = GpuDomain::new(
+        &c,
+        host.clone(),
+        &mut r,
+        Facts::default(),
+        Box::new(source.clone()),
+    );
+    (d, r)
+}
+
+fn status(checks: &[Check], id: &str) -> Status {
+    checks
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| c.status)
+        .unwrap_or_else(|| panic!("{id} in {checks:?}"))
+}
+
+fn h100_host(dir: &std::path::Path, gpus: u32) -> Host {
+    let h = Host::new(dir);
+    std::fs::create_dir_all(h.path("/proc/driver/nvidia")).expect("mkdir");
+    std::fs::write(
+        h.path("/proc/driver/nvidia/version"),
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs-builder@U16-I3-D08-1-2)  Sun Jul 27 07:09:46 UTC 2025\nGCC version:  gcc version 13.3.0\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(h.path("/dev")).expect("mkdir");
+    for i in 0..gpus {
+        std::fs::write(h.path(format!("/dev/nvidia{i}")), "").expect("write");
+    }
+    h
+}
+
+fn driver(v: &str) -> Option<Result<DriverInfo, SourceError>> {
+    Some(Ok(DriverInfo {
+        version: v.into(),
+        cuda_version: Some("13.0".into()),
+    }))
+}
+
+#[test]
+fn no_gpu_host_is_all_na() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut d, _) = domain(&FakeSource::default(), &Host::new(dir.path()), |_| {});
+    let c = d.run();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].status, Status::NotApplicable);
+}
+
+#[test]
+fn expected_gpus_without_a_driver_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut d, _) = domain(&FakeSource::default(), &Host::new(dir.path()), |c| {
+        c.gpu.expected_count = Some(8)
+    });
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Fail);
+    assert!(c[0].summary.contains("gpu.expected_count"), "{c:?}");
+    // PCI evidence alone also makes them expected.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Host::new(dir.path());
+    let dev = h.path("/sys/bus/pci/devices/0000:18:00.0");
+    std::fs::create_dir_all(&dev).expect("mkdir");
+    std::fs::write(dev.join("vendor"), "0x10de\n").expect("write");
+    std::fs::write(dev.join("class"), "0x030200\n").expect("write");
+    let (mut d, _) = domain(&FakeSource::default(), &h, |_| {});
+    assert_eq!(status(&d.run(), "driver"), Status::Fail);
+}
+
+#[test]
+fn healthy_eight_gpu_host_passes_and_exports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 8);
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = (0..8).map(|i| Ok(healthy_h100(i))).collect();
+    });
+    let (mut d, registry) = domain(&src, &h, |c| c.gpu.expected_count = Some(8));
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Pass);
+    assert!(
+        c[0].summary
+            .contains("580.65.06 (open kernel module), CUDA 13.0"),
+        "{}",
+        c[0].summary
+    );
+    assert_eq!(status(&c, "count"), Status::Pass);
+    assert_eq!(status(&c, "ecc/gpu7"), Status::Pass);
+    assert_eq!(status(&c, "xid"), Status::Pass);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(text.contains("hybrid_node_gpu_devices 8"), "{text}");
+    assert!(
+        text.contains("hybrid_node_gpu_temperature_celsius{gpu=\"3\""),
+        "{text}"
+    );
+    assert!(text.contains("kernel_module=\"open\""), "{text}");
+}
+
+#[test]
+fn driver_mismatch_old_driver_and_lost_gpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("575.57.08");
+        s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))];
+    });
+    let (mut d, _) = domain(&src, &h, |_| {});
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Fail);
+    assert!(c[0].summary.contains("differ"), "{c:?}");
+    src.set(|s| s.driver = driver("535.183.01"));
+    std::fs::write(h.path("/proc/driver/nvidia/version"), "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024\n").expect("write");
+    let c = d.run();
+    assert!(c[0].summary.contains("older than 550"), "{c:?}");
+    // A GPU disappears mid-run.
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus[1] = Err(SourceError::GpuLost(1));
+    });
+    std::fs::write(
+        h.path("/proc/driver/nvidia/version"),
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  x\n",
+    )
+    .expect("write");
+    let c = d.run();
+    assert_eq!(status(&c, "count"), Status::Fail);
+    assert!(c.iter().any(|c| c.summary.contains("fell off the bus")));
+}
+
+/// Fault injection: NVML stops answering mid-run (the driver is being
+/// reloaded, or the library errors), then comes back. The check fails
+/// and says why, the per-GPU series are not left frozen at their last
+/// healthy values, and the next good sweep recovers by itself.
+#[test]
+fn nvml_failing_mid_run_fails_then_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    let src = FakeSource::default();
+    let healthy = |s: &mut super::fake::Script| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))];
+    };
+    src.set(healthy);
+    let (mut d, registry) = domain(&src, &h, |c| c.gpu.expected_count = Some(2));
+    let encode = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    };
+    assert_eq!(status(&d.run(), "count"), Status::Pass);
+    assert!(encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""));
+
+    src.set(|s| {
+        s.driver = Some(Err(SourceError::Other(
+            "NVML call failed: Unknown Error".into(),
+        )))
+    });
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Fail, "{c:?}");
+    assert!(c[0].summary.contains("Unknown Error"), "{c:?}");
+    assert!(
+        encode().contains("hybrid_node_gpu_devices 0"),
+        "{}",
+        encode()
+    );
+    assert!(
+        !encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""),
+        "stale per-GPU series after NVML failed:\n{}",
+        encode()
+    );
+
+    src.set(healthy);
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Pass, "{c:?}");
+    assert_eq!(status(&c, "count"), Status::Pass, "{c:?}");
+    assert!(encode().contains("hybrid_node_gpu_temperature_celsius{gpu=\"1\""));
+}
+
+#[test]
+fn xids_fail_warn_and_age_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 1);
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0))];
+        s.xids = vec![XidEvent { gpu: 0, xid: 13 }];
+    });
+    let (mut d, registry) = domain(&src, &h, |c| {
+        c.gpu.xid_window = "200ms".parse().expect("interval")
+    });
+    assert_eq!(status(&d.run(), "xid"), Status::Pass, "13 is ignored");
+    src.set(|s| s.xids = vec![XidEvent { gpu: 0, xid: 92 }]);
+    assert_eq!(status(&d.run(), "xid"), Status::Warn);
+    src.set(|s| s.xids = vec![XidEvent { gpu: 0, xid: 79 }]);
+    assert_eq!(status(&d.run(), "xid"), Status::Fail);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(status(&d.run(), "xid"), Status::Pass, "aged out");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains("hybrid_node_gpu_xid_errors_total{gpu=\"0\",xid=\"79\",class=\"fatal\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn counters_count_increases_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 1);
+    let src = FakeSource::default();
+    let mut g = healthy_h100(0);
+    g.pcie_replays = Some(5);
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(g.clone())];
+    });
+    let (mut d, registry) = domain(&src, &h, |_| {});
+    d.run();
+    g.pcie_replays = Some(2); // driver reload reset
+    src.set(|s| s.gpus = vec![Ok(g.clone())]);
+    d.run();
+    g.pcie_replays = Some(4);
+    src.set(|s| s.gpus = vec![Ok(g.clone())]);
+    d.run();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(text.contains("hybrid_node_gpu_pcie_replays_total{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 7"), "{text}");
+}
+
+#[test]
+fn kernel_module_versions_parse() {
+    assert_eq!(
+        kernel_module(
+            "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build\n"
+        ),
+        Some(("580.65.06".into(), "open"))
+    );
+    assert_eq!(
+        kernel_module("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.127.05  Tue Oct 8 03:22:07 UTC 2024\n"),
+        Some(("550.127.05".into(), "proprietary"))
+    );
+    assert_eq!(kernel_module("garbage"), None);
+}
