@@ -156,7 +156,12 @@ impl Metrics {
 /// Exporting one reading: gauges set, counters advanced by the increase
 /// since the last report.
 impl super::GpuDomain {
-    pub(super) fn count_up(&mut self, family: &Family<Labels, Counter>, labels: Labels, value: u64) {
+    pub(super) fn count_up(
+        &mut self,
+        family: &Family<Labels, Counter>,
+        labels: Labels,
+        value: u64,
+    ) {
         let key = format!("{labels:?}");
         let last = self.reported.insert(key, value).unwrap_or(0);
         let c = family.get_or_create(&labels);
@@ -250,5 +255,4 @@ impl super::GpuDomain {
             m.persistence.get_or_create(&base).set(i64::from(p));
         }
     }
-
 }

@@ -9,8 +9,8 @@ pub mod packet;
 pub mod pmtu;
 pub mod route;
 pub mod stats;
-pub mod tcp;
 mod target;
+pub mod tcp;
 #[cfg(test)]
 mod tests;
 

@@ -51,7 +51,6 @@ pub use crate::domain::Mode;
 
 use metrics::*;
 
-
 /// The files `desired` needs, rendered for this host: its OS family (trust
 /// anchors) and the installed containerd's version (hosts.toml features).
 /// Shared by the domain and `render`.
@@ -192,7 +191,6 @@ impl RegistryDomain {
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         })
     }
-
 }
 
 impl Domain for RegistryDomain {
