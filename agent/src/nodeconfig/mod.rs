@@ -11,6 +11,9 @@ pub mod validate;
 pub mod watch;
 pub mod yaml11;
 
+#[cfg(test)]
+mod parity_tests;
+
 use crate::check::{Check, Status};
 use crate::config::Config;
 use crate::containerd::config::{ContainerdConfig, RegistryDecl, RuntimeFacts};

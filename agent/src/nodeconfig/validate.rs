@@ -146,9 +146,11 @@ pub fn validate_full(
             .collect(),
     };
     validator(&mut out, config, host, now);
-    super::init::config_check_disagreement(&mut out, config);
     super::init::later_rules(&mut out, config, parsed.certificate_authority_given, probe);
     super::lax::lax_rules(&mut out, config, host);
+    // Last in its check: what breaks the node comes before a disagreement
+    // between two nodeadm commands.
+    super::init::config_check_disagreement(&mut out, config);
     if let Some(f) = containerd_toml_finding(config, text) {
         out.findings.push(f);
     }
