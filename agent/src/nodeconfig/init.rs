@@ -269,8 +269,7 @@ fn network_flag_value<'a>(flags: &'a [String], name: &str) -> &'a str {
     flags
         .iter()
         .filter_map(|f| f.strip_prefix(prefix.as_str()))
-        .filter(|v| !v.is_empty())
-        .next_back()
+        .rfind(|v| !v.is_empty())
         .unwrap_or("")
 }
 

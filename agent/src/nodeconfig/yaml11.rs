@@ -588,7 +588,7 @@ pub fn go_float32(f: f64) -> String {
     // Shortest 'g' switches to the exponent form at exponent 6, whatever
     // the number of digits (strconv's formatDigits: `if shortest { eprec = 6 }`).
     let nd = i32::try_from(digits.len()).unwrap_or(1);
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let (head, tail) = digits.split_at(1);
         let frac = if tail.is_empty() {
             String::new()
