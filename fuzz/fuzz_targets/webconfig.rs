@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(host.path(file), data).expect("write the web config");
     if let Err(e) = load(&host, file) {
         assert!(
-            e.contains("/etc/hybrid-node-agent/"),
+            e.to_string().contains("/etc/hybrid-node-agent/"),
             "error does not name the file: {e}"
         );
     }

@@ -57,7 +57,12 @@ fn assert_no_secrets(text: &str, what: &str) {
 }
 
 fn install_iam_cert(root: &Path) {
-    let params = rcgen::CertificateParams::new(vec!["rack12-node07".to_owned()]).expect("params");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["rack12-node07".to_owned()]).expect("params");
+    // IAM Roles Anywhere's trust policy ties the session name (nodeName) to the CN.
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rack12-node07");
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = params.self_signed(&key).expect("cert");
     let pki = root.join("etc/iam/pki");
@@ -87,7 +92,7 @@ fn reference_nodeconfigs_get_their_verdicts() {
         (
             "invalid-containerd-toml.yaml",
             Some("containerd_toml"),
-            "/etc/nodeadm/nodeconfig.yaml:15:86: spec.containerd.config is not valid TOML: unclosed table, expected `]`",
+            "/etc/nodeadm/nodeconfig.yaml:15:86: spec.containerd.config is not valid TOML: unclosed table, expected `]`. nodeadm does not check it",
             &[],
         ),
         (
@@ -103,6 +108,15 @@ fn reference_nodeconfigs_get_their_verdicts() {
         assert_eq!(code, 2, "{name}: {report:#}");
         assert_no_secrets(&all, name);
         let (file_status, file_summary) = status(&report, "nodeconfig", "file");
+        // nodeadm writes a containerd.config it cannot parse unchecked: the
+        // NodeConfig is in force, the check warns that containerd will not start.
+        if name == "invalid-containerd-toml.yaml" {
+            assert_eq!(file_status, "pass", "{name}: {file_summary}");
+            let (s, summary) = status(&report, "nodeconfig", "containerd_toml");
+            assert_eq!(s, "warn", "{summary}");
+            assert!(summary.contains(text), "{summary}");
+            continue;
+        }
         match failing {
             None => {
                 assert_eq!(file_status, "pass", "{name}: {file_summary}");
@@ -132,9 +146,14 @@ fn reference_nodeconfigs_get_their_verdicts() {
     let (root, cfg) = root_with("iam-ra.json", "/nonexistent/containerd");
     install_iam_cert(root.path());
     let (_, report, _) = check_json(root.path(), &cfg);
+    // It leaves the certificate paths to init's defaults, which `nodeadm
+    // config check` does not apply: accepted, with a warning.
     let (s, summary) = status(&report, "nodeconfig", "credentials");
-    assert_eq!(s, "pass", "{summary}");
-    assert_eq!(summary, "IAM Roles Anywhere as node rack12-node07");
+    assert_eq!(s, "warn", "{summary}");
+    assert!(
+        summary.starts_with("/etc/nodeadm/nodeconfig.yaml:7:7: `nodeadm config check` rejects this file (\"CertificatePath is missing"),
+        "{summary}"
+    );
     assert_eq!(
         status(&report, "nodeconfig", "file").1,
         "/etc/nodeadm/nodeconfig.yaml (JSON, 551 bytes); in force"
@@ -639,12 +658,20 @@ fn hostile_label_values_cannot_forge_samples() {
 /// quote, in `check`'s summaries and `render`'s error.
 #[test]
 fn decode_errors_never_quote_the_activation_code() {
-    for (body, secret) in [
+    // nodeadm reads a numeric code as the text of its float32 value
+    // ("1.2345679e+23", 13 characters): the validator rejects it, and no
+    // message shows either form.
+    for (body, secret, reported) in [
         (
             r#"{"activationCode": 123456789012345678901234, "activationId": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"}"#,
             "12345678",
+            "activationCode must be 20 to 250 characters on one line, got 13",
         ),
-        (r#""Xk3p\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ""#, "Q9vL2mN8"),
+        (
+            r#""Xk3p\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ""#,
+            "Q9vL2mN8",
+            "spec.hybrid.ssm must be a mapping, not a string",
+        ),
     ] {
         let root = root_from_fixture("empty");
         let nc = root.path().join(NODECONFIG);
@@ -667,8 +694,8 @@ fn decode_errors_never_quote_the_activation_code() {
             .filter_map(|c| c["summary"].as_str())
             .collect();
         assert!(
-            summaries.iter().any(|s| s.contains("invalid type")),
-            "the decode error is still reported: {summaries:?}"
+            summaries.iter().any(|s| s.contains(reported)),
+            "the error is still reported: {summaries:?}"
         );
         let out = run_agent(&["render", "--nodeconfig", nc.to_str().expect("utf-8")]);
         let shown = format!(
@@ -680,6 +707,8 @@ fn decode_errors_never_quote_the_activation_code() {
             !shown.contains(secret) && !shown.contains("e+23"),
             "{shown}"
         );
-        assert!(shown.contains("invalid type"), "{shown}");
+        if reported.contains("mapping") {
+            assert!(shown.contains(reported), "{shown}");
+        }
     }
 }

@@ -1,12 +1,11 @@
 //! The NodeConfig (`node.eks.aws/v1alpha1`, kind `NodeConfig`) as hybrid
 //! nodeadm decodes it: strictly, so an unknown field is an error.
 //!
-//! Fields that only the EC2 (AL2023) nodeadm understands are modelled so they
-//! can be reported precisely (hybrid nodeadm rejects them); see
-//! [`NodeConfig::ec2_only_fields`].
+//! The fields are those of hybrid nodeadm's internal type; the decoder
+//! (`nodeconfig::decode`) has already rejected anything else (fields
+//! only the EC2 nodeadm knows included) and canonicalised key spellings.
 
 use crate::model::containerd::{ContainerdConfig, RegistryDecl, RuntimeFacts};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,12 +36,19 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeConfig {
+    /// nodeadm's `file://` source does not check these two: see
+    /// `parse::header_notices`.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
     #[serde(default)]
     pub spec: Spec,
+    /// nodeadm's internal type has a status nodeadm fills in; a file may set it.
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -58,9 +64,6 @@ pub struct Spec {
     pub kubelet: Kubelet,
     #[serde(default)]
     pub instance: Instance,
-    /// EC2 nodeadm only.
-    #[serde(default)]
-    pub feature_gates: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -151,9 +154,6 @@ pub struct Containerd {
     /// `/etc/containerd/config.d/00-nodeadm.toml`.
     #[serde(default)]
     pub config: Option<String>,
-    /// EC2 nodeadm only.
-    #[serde(default)]
-    pub base_runtime_spec: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -164,9 +164,6 @@ pub struct Kubelet {
     pub config: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub flags: Vec<String>,
-    /// EC2 nodeadm only.
-    #[serde(default)]
-    pub max_pods_expression: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -174,52 +171,9 @@ pub struct Kubelet {
 pub struct Instance {
     #[serde(default)]
     pub local_storage: Option<serde_json::Value>,
-    /// EC2 nodeadm only.
-    #[serde(default)]
-    pub environment: Option<IgnoredAny>,
-    /// EC2 nodeadm only.
-    #[serde(default)]
-    pub network: Option<IgnoredAny>,
 }
 
 impl NodeConfig {
-    /// The fields present that only the EC2 nodeadm knows, as
-    /// `(path, key)`.
-    pub fn ec2_only_fields(&self) -> Vec<(&'static str, &'static str)> {
-        let s = &self.spec;
-        [
-            (
-                s.feature_gates.is_some(),
-                "spec.featureGates",
-                "featureGates",
-            ),
-            (
-                s.containerd.base_runtime_spec.is_some(),
-                "spec.containerd.baseRuntimeSpec",
-                "baseRuntimeSpec",
-            ),
-            (
-                s.kubelet.max_pods_expression.is_some(),
-                "spec.kubelet.maxPodsExpression",
-                "maxPodsExpression",
-            ),
-            (
-                s.instance.environment.is_some(),
-                "spec.instance.environment",
-                "environment",
-            ),
-            (
-                s.instance.network.is_some(),
-                "spec.instance.network",
-                "network",
-            ),
-        ]
-        .into_iter()
-        .filter(|(present, _, _)| *present)
-        .map(|(_, path, key)| (path, key))
-        .collect()
-    }
-
     /// The kubelet flag values for `name` (`--name=value` or `--name value`).
     pub fn kubelet_flag_values(&self, name: &str) -> Vec<&str> {
         let flags = &self.spec.kubelet.flags;

@@ -2,9 +2,16 @@
 //! validate it like nodeadm does, keep the last good one in force when an
 //! edit is bad, and publish it to the domains that build on it.
 
+pub mod decode;
+pub mod init;
+pub mod lax;
 pub mod parse;
 pub mod validate;
 pub mod watch;
+pub mod yaml11;
+
+#[cfg(test)]
+mod parity_tests;
 
 use crate::check::{Check, Status};
 use crate::config::Config;
@@ -32,16 +39,28 @@ pub const DOMAIN: &str = crate::check::names::NODECONFIG;
 pub use crate::model::nodeconfig::Loaded;
 
 /// Checks a NodeConfig text as `check` and the daemon do: parse, then
-/// validate. `Ok` carries the config and the pass checks.
+/// validate. `Ok` carries the config and the checks (pass or warn): nodeadm
+/// would accept it. `Err` when nodeadm would reject it.
 pub fn evaluate(
     text: &str,
     path: &std::path::Path,
     host: &Host,
     now: SystemTime,
 ) -> Result<(NodeConfig, Vec<Check>), Vec<Check>> {
+    evaluate_with(text, path, host, now, &init::SystemProbe)
+}
+
+/// [`evaluate`] with the DNS and kubelet lookups given.
+pub fn evaluate_with(
+    text: &str,
+    path: &std::path::Path,
+    host: &Host,
+    now: SystemTime,
+    probe: &dyn init::InitProbe,
+) -> Result<(NodeConfig, Vec<Check>), Vec<Check>> {
     let shown = path.display();
-    let config = match parse::parse(text) {
-        Ok(c) => c,
+    let parsed = match parse::parse_full(text) {
+        Ok(p) => p,
         Err(e) => {
             let at = e
                 .position
@@ -60,18 +79,41 @@ pub fn evaluate(
             return Err(checks);
         }
     };
-    let findings = validate::validate(&config, text, host, now);
+    let findings = validate::validate_full(&parsed, text, host, now, probe);
+    let config = parsed.config;
     let mut checks = vec![Check::pass(
         DOMAIN,
         "parse",
         format!(
-            "{shown} decodes strictly as {} {}",
+            "{shown} decodes strictly as nodeadm does ({} {})",
             model::API_VERSION,
             model::KIND
         ),
     )];
+    let failed = findings
+        .iter()
+        .any(|f| f.severity == validate::Severity::Fail);
     for area in validate::AREAS {
-        let found: Vec<&validate::Finding> = findings.iter().filter(|f| f.area == area).collect();
+        let in_area = |sev| {
+            findings
+                .iter()
+                .filter(move |f: &&validate::Finding| f.area == area && f.severity == sev)
+        };
+        let fails: Vec<&validate::Finding> = in_area(validate::Severity::Fail).collect();
+        let warns: Vec<&validate::Finding> = in_area(validate::Severity::Warn).collect();
+        let (status, found, remedy) = if !fails.is_empty() {
+            (
+                Status::Fail,
+                fails,
+                "fix the NodeConfig; nodeadm init rejects it",
+            )
+        } else {
+            (
+                Status::Warn,
+                warns,
+                "nodeadm accepts this, but fix it before nodeadm init",
+            )
+        };
         checks.push(match found.first() {
             None => Check::pass(DOMAIN, area, pass_summary(area, &config)),
             Some(first) => {
@@ -83,26 +125,21 @@ pub fn evaluate(
                     1 => String::new(),
                     n => format!(" (+{} more)", n - 1),
                 };
-                Check::new(
-                    DOMAIN,
-                    area,
-                    Status::Fail,
-                    format!("{at}{}{more}", first.message),
-                )
-                .with_remedy("fix the NodeConfig; nodeadm init validates the same rules")
+                Check::new(DOMAIN, area, status, format!("{at}{}{more}", first.message))
+                    .with_remedy(remedy)
             }
         });
     }
-    if findings.is_empty() {
-        Ok((config, checks))
-    } else {
+    if failed {
         Err(checks)
+    } else {
+        Ok((config, checks))
     }
 }
 
 fn pass_summary(area: &str, c: &NodeConfig) -> String {
     match area {
-        "schema" => "no unknown or EC2-only fields".to_owned(),
+        "schema" => "no unknown fields; keys, scalars and documents read as written".to_owned(),
         "cluster" => format!(
             "cluster {} in {}",
             c.spec.cluster.name, c.spec.cluster.region

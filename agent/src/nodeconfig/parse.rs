@@ -1,8 +1,10 @@
-//! Reading a NodeConfig file: YAML or JSON, exactly one document, the right
-//! `apiVersion` and `kind`, decoded strictly. Every error says where.
+//! Reading a NodeConfig file as hybrid nodeadm does: YAML or JSON, the
+//! first document, decoded strictly into nodeadm's internal type. Every
+//! error says where; what nodeadm lets through comes back as notices.
 
+use super::decode::{self, Notice};
+use super::yaml11;
 use crate::model::nodeconfig::{NodeConfig, API_VERSION, KIND};
-use serde::Deserialize;
 use std::fmt;
 
 /// Why a NodeConfig could not be read. Messages never quote field values
@@ -48,18 +50,28 @@ pub fn detect_format(text: &str) -> Format {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Header {
-    #[serde(default)]
-    api_version: Option<serde_json::Value>,
-    #[serde(default)]
-    kind: Option<serde_json::Value>,
+/// A NodeConfig as nodeadm decodes it, with what it accepts but a person
+/// should hear about.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub config: NodeConfig,
+    pub notices: Vec<Notice>,
+    /// `cluster.certificateAuthority` was given, even empty: nodeadm then
+    /// does not fetch it from the EKS API.
+    pub certificate_authority_given: bool,
 }
 
 /// Parses and strictly decodes a NodeConfig.
 pub fn parse(text: &str) -> Result<NodeConfig, ParseError> {
-    if text.trim().is_empty() {
+    parse_full(text).map(|p| p.config)
+}
+
+/// Parses a NodeConfig exactly as `nodeadm init -c file://…` does
+/// (internal/api/bridge/decode.go `DecodeStrictNodeConfig`: sigs.k8s.io/yaml
+/// strict into the internal type), see [`yaml11`](super::yaml11) and
+/// [`decode`](super::decode).
+pub fn parse_full(text: &str) -> Result<Parsed, ParseError> {
+    if text.trim_start_matches('\u{feff}').trim().is_empty() {
         return Err(ParseError::at(None, "the file is empty"));
     }
     if let Some(line) = mime_line(text) {
@@ -69,70 +81,60 @@ pub fn parse(text: &str) -> Result<NodeConfig, ParseError> {
              (YAML or JSON) from the file given to `nodeadm init -c file://…`",
         ));
     }
-    let format = detect_format(text);
-    if format == Format::Yaml {
-        if let Some(line) = second_document(text) {
-            return Err(ParseError::at(
-                Some((line, 1)),
-                "a second YAML document starts here; the NodeConfig file must hold exactly one",
-            ));
-        }
+    let doc = yaml11::read(text).map_err(|e| {
+        // The scanner's own words may quote the text; ours never do.
+        let message = match e {
+            yaml11::ReadError::Syntax { .. } => clean_message(&e.to_string()),
+            _ => e.to_string(),
+        };
+        ParseError::at(Some(e.pos()), scrub_secrets(text, message))
+    })?;
+    let decoded = decode::decode(doc.root.as_ref())
+        .map_err(|e| ParseError::at(Some(e.pos()), scrub_secrets(text, e.to_string())))?;
+    let mut notices = decoded.notices;
+    if let Some(pos) = doc.ignored_from {
+        notices.push(Notice {
+            pos,
+            field: String::new(),
+            message: "a second YAML document starts here; nodeadm reads only the first and \
+                      ignores the rest without a word: remove it"
+                .into(),
+        });
     }
-    let header: Header = decode(text, format)?;
-    let api_version = header.api_version.as_ref().and_then(|v| v.as_str());
-    match api_version {
-        Some(API_VERSION) => {}
-        Some(other) => {
-            return Err(ParseError::at(
-                locate_key(text, "apiVersion"),
-                format!("apiVersion is {other:?}; hybrid nodeadm expects {API_VERSION:?}"),
-            ))
-        }
-        None => {
-            return Err(ParseError::at(
-                None,
-                format!("apiVersion is missing; expected {API_VERSION:?}"),
-            ))
-        }
-    }
-    match header.kind.as_ref().and_then(|v| v.as_str()) {
-        Some(KIND) => {}
-        Some(other) => {
-            return Err(ParseError::at(
-                locate_key(text, "kind"),
-                format!("kind is {other:?}; expected {KIND:?}"),
-            ))
-        }
-        None => {
-            return Err(ParseError::at(
-                None,
-                format!("kind is missing; expected {KIND:?}"),
-            ))
-        }
-    }
-    decode(text, format)
+    notices.extend(header_notices(text, &decoded.json));
+    let config: NodeConfig = serde_json::from_value(decoded.json)
+        .map_err(|e| ParseError::at(None, clean_message(&e.to_string())))?;
+    Ok(Parsed {
+        config,
+        notices,
+        certificate_authority_given: decoded.certificate_authority_given,
+    })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(text: &str, format: Format) -> Result<T, ParseError> {
-    match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| {
-            let position = (e.line() > 0).then(|| (e.line(), e.column()));
-            ParseError::at(position, scrub_secrets(text, clean_message(&e.to_string())))
-        }),
-        Format::Yaml => serde_saphyr::from_str(text).map_err(|e| {
-            let mut position = e.location().and_then(|l| {
-                let line = usize::try_from(l.line()).unwrap_or(0);
-                let col = usize::try_from(l.column()).unwrap_or(0);
-                (line > 0).then_some((line, col.max(1)))
-            });
-            let message = scrub_secrets(text, clean_message(&e.to_string()));
-            // saphyr points at the enclosing mapping; point at the key.
-            if let (Some(field), Some((line, _))) = (unknown_field(&message), position) {
-                position = locate_key_from(text, field, line).or(position);
-            }
-            ParseError::at(position, message)
-        }),
+/// nodeadm's `file://` source decodes without looking at `apiVersion` or
+/// `kind` (only the `imds://` path checks them), so a wrong one is a
+/// warning: it still joins, but other tools will not read the file.
+fn header_notices(text: &str, json: &serde_json::Value) -> Vec<Notice> {
+    let mut out = Vec::new();
+    for (key, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
+        let got = json.get(key).and_then(|v| v.as_str());
+        if got == Some(expected) {
+            continue;
+        }
+        let what = match got {
+            Some(other) => format!("{key} is {other:?}"),
+            None => format!("{key} is missing"),
+        };
+        out.push(Notice {
+            pos: locate_key(text, key).unwrap_or((1, 1)),
+            field: key.to_owned(),
+            message: format!(
+                "{what}; expected {expected:?}. nodeadm init -c file://… does not check it, \
+                 but nodeadm's imds:// source and other tools reject the file"
+            ),
+        });
     }
+    out
 }
 
 /// Drops the position suffix/prefix the parsers add (we report our own) and
@@ -156,12 +158,6 @@ fn clean_message(raw: &str) -> String {
         }
     }
     redact_quoted_values(msg.trim())
-}
-
-/// The field name of an ``unknown field `x` `` message.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 /// `invalid type: string "hunter2", expected …` → `invalid type: string, expected …`;
@@ -267,28 +263,6 @@ fn mime_line(text: &str) -> Option<usize> {
     })
 }
 
-/// The line of a `---` that starts a second document.
-fn second_document(text: &str) -> Option<usize> {
-    let mut seen_content = false;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim_end();
-        if t == "---" || t.starts_with("--- ") {
-            if seen_content {
-                return Some(i + 1);
-            }
-            continue;
-        }
-        if t == "..." {
-            continue;
-        }
-        let trimmed = t.trim_start();
-        if !trimmed.is_empty() && !trimmed.starts_with('#') {
-            seen_content = true;
-        }
-    }
-    None
-}
-
 /// 1-based line and column of the first occurrence of `key` as a mapping
 /// key (`key:` in YAML, `"key":` in JSON).
 pub fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
@@ -351,35 +325,64 @@ mod tests {
         assert_eq!(e.position.map(|p| p.0), Some(6), "{e}");
     }
 
+    /// nodeadm's file:// source never looks at apiVersion/kind
+    /// (internal/configprovider/file.go → DecodeStrictNodeConfig).
     #[test]
-    fn wrong_header() {
-        let e = parse("apiVersion: v1\nkind: NodeConfig\n").unwrap_err();
-        assert_eq!(e.position, Some((1, 1)));
-        assert!(
-            e.message.contains("expects \"node.eks.aws/v1alpha1\""),
-            "{e}"
-        );
-        let e = parse("apiVersion: node.eks.aws/v1alpha1\nkind: ConfigMap\n").unwrap_err();
-        assert_eq!(e.position, Some((2, 1)));
-        assert!(e.message.contains("kind is \"ConfigMap\""), "{e}");
-        let e = parse("kind: NodeConfig\n").unwrap_err();
-        assert!(e.message.contains("apiVersion is missing"), "{e}");
+    fn wrong_or_missing_header_is_a_warning_not_a_failure() {
+        let p = parse_full("apiVersion: v1\nkind: NodeConfig\n").expect("nodeadm accepts it");
+        assert_eq!(p.notices.len(), 1, "{:?}", p.notices);
+        assert_eq!(p.notices[0].pos, (1, 1));
+        assert!(p.notices[0]
+            .message
+            .starts_with("apiVersion is \"v1\"; expected \"node.eks.aws/v1alpha1\""));
+        let p =
+            parse_full("apiVersion: node.eks.aws/v1alpha1\nkind: ConfigMap\n").expect("accepted");
+        assert_eq!(p.notices[0].pos, (2, 1));
+        assert!(p.notices[0].message.starts_with("kind is \"ConfigMap\""));
+        let p = parse_full("kind: NodeConfig\n").expect("accepted");
+        assert!(p.notices[0].message.starts_with("apiVersion is missing"));
+        assert!(parse_full(MINIMAL).expect("ok").notices.is_empty());
     }
 
     #[test]
-    fn second_document_and_mime_are_rejected() {
-        let e = parse(&format!("---\n{MINIMAL}---\n{MINIMAL}")).unwrap_err();
-        assert_eq!(e.position, Some((8, 1)), "{e}");
-        assert!(e.message.contains("second YAML document"));
+    fn second_document_is_ignored_with_a_warning_and_mime_is_rejected() {
+        let p = parse_full(&format!("---\n{MINIMAL}---\n{MINIMAL}")).expect("first document");
+        assert_eq!(p.notices.len(), 1, "{:?}", p.notices);
+        assert_eq!(p.notices[0].pos, (8, 1));
+        assert!(p.notices[0].message.contains("second YAML document"));
+        // What follows the first document is not even parsed.
+        assert!(parse_full(&format!("{MINIMAL}---\nspec: [unclosed\n")).is_ok());
         let mime = "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\n";
         let e = parse(mime).unwrap_err();
         assert!(e.message.contains("MIME multipart"), "{e}");
         assert!(parse("  \n").unwrap_err().message.contains("empty"));
+        assert!(parse("\u{feff}\n").unwrap_err().message.contains("empty"));
+    }
+
+    #[test]
+    fn bom_and_crlf_are_tolerated() {
+        let text = format!("\u{feff}{}", MINIMAL.replace('\n', "\r\n"));
+        let p = parse_full(&text).expect("BOM + CRLF");
+        assert_eq!(p.config.spec.cluster.region, "r");
+        assert!(p.notices.is_empty(), "{:?}", p.notices);
+    }
+
+    #[test]
+    fn duplicate_key_is_rejected_with_its_line() {
+        let e = parse(&format!("{MINIMAL}    name: d\n")).unwrap_err();
+        assert_eq!(e.position, Some((7, 5)), "{e}");
+        assert_eq!(
+            e.message,
+            "key \"name\" is already set in this mapping (line 5); nodeadm's strict decoder rejects duplicate keys"
+        );
     }
 
     #[test]
     fn json_syntax_error_has_position() {
-        let e = parse("{\"apiVersion\": \"node.eks.aws/v1alpha1\",\n \"kind\": }").unwrap_err();
+        let e = parse(
+            "{\"apiVersion\": \"node.eks.aws/v1alpha1\",\n \"kind\": \"NodeConfig\" \"spec\": {}}",
+        )
+        .unwrap_err();
         assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
     }
 
@@ -420,15 +423,29 @@ mod tests {
             (json("{\"activationCode\": \"Xk3p\", \"activationCode\": 1}"), "Xk3p"),
             ("apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    enableOutpost: \"ab\\\"hunter2-secret\"\n".to_owned(), "hunter2"),
         ] {
-            let e = parse(&text).expect_err(&text).to_string();
-            assert!(!e.contains(secret), "{text}\n=> {e}");
-            assert!(!e.contains("e+23"), "{e}");
+            // nodeadm accepts a number or boolean as the code (it becomes
+            // text); whatever the verdict, no message shows the value.
+            match parse_full(&text) {
+                Ok(p) => {
+                    for n in &p.notices {
+                        assert!(!n.message.contains(secret), "{text}\n=> {n:?}");
+                    }
+                }
+                Err(e) => assert!(!e.to_string().contains(secret), "{text}\n=> {e}"),
+            }
         }
-        let e = parse(&json("{\"activationCode\": 123456789012345678901234}")).expect_err("number");
-        assert_eq!(
-            e.message,
-            "invalid type: floating point <value>, expected a string"
-        );
+        // What nodeadm hands its validator: the float32 text of the number.
+        let c = parse(&json("{\"activationCode\": 123456789012345678901234}")).expect("number");
+        let code = c
+            .spec
+            .hybrid
+            .and_then(|h| h.ssm)
+            .expect("ssm")
+            .activation_code;
+        assert_eq!(code.expose(), "1.2345679e+23");
+        let e = parse(&json("\"Xk3p\\\"Q9vL2mN8rT5wY7zA1bC4dE6fG0hJ\""))
+            .expect_err("string for a struct");
+        assert_eq!(e.message, "spec.hybrid.ssm must be a mapping, not a string");
         assert_eq!(
             redact_quoted_values("invalid type: string \"ab\\\"cd\", expected a boolean"),
             "invalid type: string, expected a boolean"
