@@ -5,8 +5,8 @@
 
 use arbitrary::Arbitrary;
 use hybrid_node_agent::config::{MirrorEntry, RegistryEntry};
-use hybrid_node_agent::containerd::config::RegistryDecl;
-use hybrid_node_agent::containerd::effective::Version;
+use hybrid_node_agent::model::containerd::RegistryDecl;
+use hybrid_node_agent::model::containerd::Version;
 use hybrid_node_agent::registry::desired::merge;
 use hybrid_node_agent::registry::hosts_toml::{parse, render, Features};
 use libfuzzer_sys::fuzz_target;
