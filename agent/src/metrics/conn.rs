@@ -273,9 +273,9 @@ pub struct Pacer {
 }
 
 /// Requests a connection may send back to back.
-pub const PACE_BURST: f64 = 4.0;
+pub const PACE_BURST: f64 = 2.0;
 /// One more request per this long once the burst is spent.
-pub const PACE_EVERY: Duration = Duration::from_millis(500);
+pub const PACE_EVERY: Duration = Duration::from_secs(1);
 
 impl Default for Pacer {
     fn default() -> Self {
@@ -419,7 +419,7 @@ mod tests {
     fn pacing_allows_a_burst_then_one_request_per_interval() {
         let p = Pacer::default();
         let t0 = Instant::now();
-        for _ in 0..4 {
+        for _ in 0..2 {
             assert_eq!(p.delay(t0), Duration::ZERO);
         }
         assert_eq!(p.delay(t0), PACE_EVERY);
