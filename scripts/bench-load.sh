@@ -6,6 +6,9 @@
 #
 #   scripts/bench-load.sh [seconds]     (default 60)
 #
+# Every request on a new connection (`Connection: close`), as scrapers
+# arrive: one connection's requests are paced (2 back to back, then 1 a
+# second) so that a pipelining client cannot monopolise the agent.
 # Needs wrk, openssl, python3, curl.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -28,9 +31,9 @@ run() { # name scheme web-config
   for _ in $(seq 100); do curl -ksf -o /dev/null "$2://127.0.0.1:$port/healthz" && break; sleep 0.05; done
   sleep 1
   local before; before=$(rss_kib $APID)
-  wrk -t2 -c64 -d"${DURATION}s" --latency "$2://127.0.0.1:$port/metrics" > /dev/null
+  wrk -t2 -c64 -d"${DURATION}s" --latency -H "Connection: close" "$2://127.0.0.1:$port/metrics" > /dev/null
   local first; first=$(rss_kib $APID)
-  wrk -t2 -c64 -d"${DURATION}s" --latency "$2://127.0.0.1:$port/metrics" > "$WORK/wrk.txt"
+  wrk -t2 -c64 -d"${DURATION}s" --latency -H "Connection: close" "$2://127.0.0.1:$port/metrics" > "$WORK/wrk.txt"
   local after; after=$(rss_kib $APID)
   awk -v name="$1" -v b="$before" -v f="$first" -v a="$after" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
