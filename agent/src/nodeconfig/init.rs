@@ -275,7 +275,7 @@ fn network_flag_value<'a>(flags: &'a [String], name: &str) -> &'a str {
 
 /// `ExtractNodeIPFromFlags`: Go's `net.ParseIP`, then `To4() != nil`
 /// (an IPv4-mapped IPv6 address counts as IPv4).
-pub fn check_node_ip(value: &str) -> Result<Ipv4Addr, String> {
+pub(super) fn check_node_ip(value: &str) -> Result<Ipv4Addr, String> {
     match value.parse::<IpAddr>() {
         Err(_) => Err("not a single IP address (nodeadm allows exactly one IPv4 address)".into()),
         Ok(IpAddr::V4(v4)) => Ok(v4),
@@ -302,7 +302,7 @@ pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
 
 /// The host Go's `url.ParseRequestURI(s).Hostname()` finds, or why nodeadm
 /// rejects the endpoint (internal/kubernetes/connection.go).
-pub fn request_uri_hostname(s: &str) -> Result<String, String> {
+pub(super) fn request_uri_hostname(s: &str) -> Result<String, String> {
     // A scheme: a letter, then letters, digits, `+`, `-`, `.`, then `:`.
     let scheme_end = s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')));
     let rest = match scheme_end {
@@ -353,7 +353,7 @@ pub fn request_uri_hostname(s: &str) -> Result<String, String> {
 
 /// internal/node/hybrid/versionskew_validator.go `validateSkew`: the kubelet
 /// may not be newer than the API server, nor more than 3 minors older.
-pub fn version_skew(kubelet: &str, api_server: &str) -> Result<(), String> {
+pub(super) fn version_skew(kubelet: &str, api_server: &str) -> Result<(), String> {
     let minor = |v: &str| -> Option<(u64, u64)> {
         let v = v.trim().trim_start_matches('v');
         let mut parts = v.split('.');
