@@ -22,40 +22,14 @@ pub const MAIN_CONFIG: &str = "/etc/containerd/config.toml";
 /// Where hybrid nodeadm writes the NodeConfig's `containerd.config`.
 pub const NODEADM_IMPORT: &str = "/etc/containerd/config.d/00-nodeadm.toml";
 /// The `config_path` hybrid nodeadm sets.
-pub const NODEADM_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
+pub const NODEADM_CONFIG_PATH: &str = super::nodeadm::CONFIG_PATH;
 
-/// The main `config.toml` hybrid nodeadm writes (`imports` is rewritten to
-/// point at the import directory in use). Its `sandbox_image` is
-/// region-specific and only known after init, so the projection leaves it
-/// out; the live analysis compares the real one.
+/// The main `config.toml` hybrid nodeadm writes ([`super::nodeadm`]),
+/// `imports` pointing at the import directory in use. Its `sandbox_image`
+/// is region-specific and only known after init: the projection uses
+/// [`super::nodeadm::PROJECTED_SANDBOX_IMAGE`], the live analysis the real one.
 pub fn nodeadm_main_config(imports_glob: &str) -> String {
-    format!(
-        r#"version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-imports = ["{imports_glob}"]
-
-[grpc]
-address = "/run/containerd/containerd.sock"
-
-[plugins."io.containerd.grpc.v1.cri".containerd]
-default_runtime_name = "runc"
-discard_unpacked_layers = true
-
-[plugins."io.containerd.grpc.v1.cri".registry]
-config_path = "{NODEADM_CONFIG_PATH}"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-runtime_type = "io.containerd.runc.v2"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-SystemdCgroup = true
-
-[plugins."io.containerd.grpc.v1.cri".cni]
-bin_dir = "/opt/cni/bin"
-conf_dir = "/etc/cni/net.d"
-"#
-    )
+    super::nodeadm::main_config(imports_glob, super::nodeadm::PROJECTED_SANDBOX_IMAGE)
 }
 
 /// A containerd release, from `containerd --version`.
@@ -87,7 +61,27 @@ impl Version {
 pub trait ContainerdTool: Send + std::fmt::Debug {
     fn version(&self) -> Option<Version>;
     /// `containerd --config <main> config dump`.
-    fn dump(&self, main: &Path) -> Result<String, String>;
+    fn dump(&self, main: &Path) -> Result<String, DumpError>;
+}
+
+/// Why `containerd config dump` gave no config.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The binary could not be run: says nothing about the config.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// containerd ran and refused the config: it will not start with it.
+    /// Holds containerd's own error line.
+    #[error("{0}")]
+    Refused(String),
+    #[error("`containerd config dump` output is not UTF-8")]
+    NotUtf8,
+    /// The private scratch copy could not be made.
+    #[error("cannot prepare a private copy of the config: {0}")]
+    Scratch(String),
 }
 
 /// The real binary, found on the agent's `PATH` (tools are not taken from
@@ -120,21 +114,29 @@ impl ContainerdTool for Binary {
         Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
     }
 
-    fn dump(&self, main: &Path) -> Result<String, String> {
+    fn dump(&self, main: &Path) -> Result<String, DumpError> {
         let out = Command::new(&self.program)
             .arg("--config")
             .arg(main)
             .args(["config", "dump"])
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+            .map_err(|source| DumpError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!(
-                "`containerd config dump` failed: {}",
-                err.lines().last().unwrap_or("").trim()
-            ));
+            // The last line is containerd's fatal error
+            // ("containerd: failed to load TOML …"); log lines come before.
+            let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = last.trim().trim_start_matches("containerd: ");
+            return Err(DumpError::Refused(if last.is_empty() {
+                format!("exit status {}", out.status)
+            } else {
+                last.to_owned()
+            }));
         }
-        String::from_utf8(out.stdout).map_err(|_| "config dump is not UTF-8".to_owned())
+        String::from_utf8(out.stdout).map_err(|_| DumpError::NotUtf8)
     }
 }
 
@@ -246,23 +248,43 @@ pub struct Effective {
     pub method: Method,
 }
 
+/// Why there is no effective config: containerd will not load these files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EffectiveError {
+    /// A file is not TOML at all (toml_edit, which accepts more than any
+    /// containerd, rejects it).
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    /// The containerd binary refused the config (`config dump` failed the
+    /// way the daemon fails to start); `message` is containerd's own error,
+    /// with the scratch copy's paths replaced by the real ones.
+    #[error("{message}")]
+    Refused {
+        version: Option<Version>,
+        message: String,
+    },
+}
+
 /// Merges `set` into the effective config: with the containerd binary if
 /// there is one, else with the built-in rule.
-pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<Effective, String> {
-    let main = ContainerdConfig::parse(&set.main)
-        .map_err(|e| format!("main config is not valid TOML: {}", e.message().trim()))?;
+pub fn effective(
+    set: &ConfigSet,
+    tool: Option<&dyn ContainerdTool>,
+) -> Result<Effective, EffectiveError> {
+    let syntax = |path: &str, e: toml_edit::TomlError| EffectiveError::Syntax {
+        path: path.to_owned(),
+        message: e.message().trim().to_owned(),
+    };
+    let main = ContainerdConfig::parse(&set.main).map_err(|e| syntax(MAIN_CONFIG, e))?;
     let mut imports = Vec::with_capacity(set.imports.len());
     for (path, text) in &set.imports {
-        imports.push(
-            ContainerdConfig::parse(text)
-                .map_err(|e| format!("{path} is not valid TOML: {}", e.message().trim()))?,
-        );
+        imports.push(ContainerdConfig::parse(text).map_err(|e| syntax(path, e))?);
     }
     let why = match tool {
         Some(tool) => match dump_with(set, tool) {
             Ok(text) => {
-                let config = ContainerdConfig::parse(&text)
-                    .map_err(|e| format!("config dump output is not TOML: {}", e.message()))?;
+                let config =
+                    ContainerdConfig::parse(&text).map_err(|e| syntax("`config dump` output", e))?;
                 return Ok(Effective {
                     config,
                     method: Method::Dump {
@@ -270,7 +292,13 @@ pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<E
                     },
                 });
             }
-            Err(e) => e,
+            Err(DumpError::Refused(message)) => {
+                return Err(EffectiveError::Refused {
+                    version: tool.version(),
+                    message,
+                })
+            }
+            Err(e) => e.to_string(),
         },
         None => "no containerd binary on PATH".to_owned(),
     };
@@ -285,37 +313,51 @@ pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<E
 /// umask of 022, so the directory (0700) and files (0600) get their modes
 /// explicitly; the copies carry no credentials either (the dump does not
 /// need them), in case the directory is ever readable after all.
-fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, String> {
+fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, DumpError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let scratch = |e: String| DumpError::Scratch(e);
     let dir = tempfile::Builder::new()
         .prefix("hna-containerd-")
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        .map_err(|e| scratch(format!("cannot create a temp dir: {e}")))?;
     let import_dir = dir.path().join("config.d");
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&import_dir)
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        .map_err(|e| scratch(format!("cannot create a temp dir: {e}")))?;
     let mut main: DocumentMut = set
         .main
         .parse()
-        .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+        .map_err(|e: toml_edit::TomlError| scratch(e.message().to_owned()))?;
     let mut files = toml_edit::Array::new();
-    for (i, (_, text)) in set.imports.iter().enumerate() {
+    // (scratch path, real path) for containerd's messages.
+    let mut names = Vec::new();
+    for (i, (real, text)) in set.imports.iter().enumerate() {
         let path = import_dir.join(format!("{i:02}.toml"));
         let mut doc: DocumentMut = text
             .parse()
-            .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+            .map_err(|e: toml_edit::TomlError| scratch(e.message().to_owned()))?;
         secrets::redact(&mut doc);
-        write_private(&path, &doc.to_string())?;
-        files.push(path.to_string_lossy().into_owned());
+        write_private(&path, &doc.to_string()).map_err(scratch)?;
+        let scratch_name = path.to_string_lossy().into_owned();
+        names.push((scratch_name.clone(), real.clone()));
+        files.push(scratch_name);
     }
     main.insert("imports", toml_edit::value(files));
     secrets::redact(&mut main);
     let main_path = dir.path().join("config.toml");
-    write_private(&main_path, &main.to_string())?;
-    tool.dump(&main_path)
+    write_private(&main_path, &main.to_string()).map_err(scratch)?;
+    names.push((main_path.to_string_lossy().into_owned(), MAIN_CONFIG.to_owned()));
+    tool.dump(&main_path).map_err(|e| match e {
+        DumpError::Refused(mut message) => {
+            for (scratch, real) in &names {
+                message = message.replace(scratch.as_str(), real);
+            }
+            DumpError::Refused(message)
+        }
+        e => e,
+    })
 }
 
 /// Creates `path` (new, mode 0600 whatever the umask) and writes `text`.
@@ -391,7 +433,7 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     };
     let eff = match effective(set, ctx.tool) {
         Ok(e) => e,
-        Err(e) => {
+        Err(e @ EffectiveError::Syntax { .. }) => {
             return vec![Check::new(
                 DOMAIN,
                 "effective_config",
@@ -399,6 +441,18 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
                 format!("cannot compute the effective containerd config ({source}): {e}"),
             )
             .with_remedy("fix the TOML syntax; containerd will not start with this config")];
+        }
+        Err(EffectiveError::Refused { version, message }) => {
+            let which = version.map_or_else(|| "containerd".to_owned(), |v| format!("containerd {v}"));
+            let mut checks = vec![Check::new(
+                DOMAIN,
+                "effective_config",
+                Status::Fail,
+                format!("{which} will not start with this config ({source}): {message}"),
+            )
+            .with_remedy(refused_remedy(set))];
+            checks.push(schema_check(set, version));
+            return checks;
         }
     };
     let main = ContainerdConfig::parse(&set.main).ok();
@@ -409,21 +463,18 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     };
     let mut checks = Vec::new();
 
-    checks.push(Check::pass(
-        DOMAIN,
-        "effective_config",
-        match &eff.method {
-            Method::Dump { version } => format!(
-                "effective config ({source}) from `containerd config dump`{}",
-                version
-                    .map(|v| format!(" (containerd {v})"))
-                    .unwrap_or_default()
+    checks.push(match &eff.method {
+        Method::Dump { version } => Check::pass(
+            DOMAIN,
+            "effective_config",
+            format!(
+                "containerd{} loads this config ({source}); effective config from `containerd config dump`",
+                version.map(|v| format!(" {v}")).unwrap_or_default()
             ),
-            Method::Builtin { why } => format!(
-                "effective config ({source}) computed with containerd 1.x's import rule ({why})"
-            ),
-        },
-    ));
+        ),
+        Method::Builtin { why } => builtin_verdict(set, source, why),
+    });
+    checks.push(schema_check(set, version));
 
     // Trap 1: mirrors / configs.*.tls beside config_path.
     let config_path = eff.config.config_path().filter(|p| !p.is_empty());
@@ -494,6 +545,114 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     checks
 }
 
+/// Without a containerd binary nobody can say the config loads: the
+/// verdict is unknown, unless go-toml v1's rules already say 1.x refuses it.
+fn builtin_verdict(set: &ConfigSet, source: &str, why: &str) -> Check {
+    let findings: Vec<String> = files(set)
+        .flat_map(|(path, text)| {
+            super::loadability::gotoml_v1_rejects(text)
+                .into_iter()
+                .map(move |f| format!("{path} {f}"))
+        })
+        .collect();
+    if findings.is_empty() {
+        return Check::new(
+            DOMAIN,
+            "effective_config",
+            Status::Unknown,
+            format!(
+                "whether containerd loads this config ({source}) is unknown ({why}); effective config \
+                 computed with containerd 1.x's import rule, and the TOML is strict TOML 1.0"
+            ),
+        )
+        .with_remedy("install containerd (or set [containerd] binary) so the agent can ask it");
+    }
+    Check::new(
+        DOMAIN,
+        "effective_config",
+        Status::Fail,
+        format!(
+            "containerd 1.6/1.7 will not start with this config ({source}; {why}): their TOML parser \
+             (go-toml v1) rejects {}; containerd 2.1 accepts it",
+            findings.join("; ")
+        ),
+    )
+    .with_remedy(
+        "write strict TOML 1.0 (no trailing comma in inline tables, no \\e or \\x escapes, times with seconds); \
+         for an IPv6 mirror use an inline table (mirrors = { \"[fd00::10]:5000\" = { … } }) or, better, hosts.toml",
+    )
+}
+
+/// The main config and its imports, as (path, text).
+fn files(set: &ConfigSet) -> impl Iterator<Item = (&str, &str)> {
+    std::iter::once((MAIN_CONFIG, set.main.as_str()))
+        .chain(set.imports.iter().map(|(p, t)| (p.as_str(), t.as_str())))
+}
+
+fn refused_remedy(set: &ConfigSet) -> String {
+    let v3 = files(set).any(|(_, t)| ContainerdConfig::parse(t).is_ok_and(|c| c.version() >= 3));
+    if v3 {
+        "containerd 1.x reads config version 2 only: write containerd.config as version = 2 \
+         (plugin io.containerd.grpc.v1.cri), or install containerd 2.x"
+            .to_owned()
+    } else {
+        "fix the file containerd names; containerd will not start until then".to_owned()
+    }
+}
+
+/// `version = 3` files on containerd 1.x.
+fn schema_check(set: &ConfigSet, version: Option<Version>) -> Check {
+    use super::loadability::{schema_problem, SchemaProblem};
+    let v3: Vec<&str> = files(set)
+        .filter(|(_, t)| ContainerdConfig::parse(t).is_ok_and(|c| c.version() >= 3))
+        .map(|(p, _)| p)
+        .collect();
+    if v3.is_empty() {
+        return Check::pass(
+            DOMAIN,
+            "config_version",
+            "every file uses config version 2 (read by containerd 1.6 and later)",
+        );
+    }
+    let list = v3.join(", ");
+    let remedy = "write containerd.config as version = 2 (plugin io.containerd.grpc.v1.cri): \
+                  containerd 2.x reads that too";
+    match version.map(|v| (v, schema_problem(3, v))) {
+        Some((v, Some(SchemaProblem::Refused))) => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Fail,
+            format!("{list} uses config version 3, which needs containerd 2.0: containerd {v} refuses it and does not start"),
+        )
+        .with_remedy(remedy),
+        Some((v, Some(SchemaProblem::Ignored))) => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Fail,
+            format!(
+                "{list} uses config version 3, which needs containerd 2.0: containerd {v} starts but ignores \
+                 its settings (no io.containerd.cri.v1.* plugins before 2.0)"
+            ),
+        )
+        .with_remedy(remedy),
+        Some((v, None)) => Check::pass(
+            DOMAIN,
+            "config_version",
+            format!("{list} uses config version 3, which containerd {v} reads"),
+        ),
+        None => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Warn,
+            format!(
+                "{list} uses config version 3, which needs containerd 2.0 (version unknown: no binary): \
+                 containerd 1.7 does not start with it, 1.6 ignores its settings"
+            ),
+        )
+        .with_remedy(remedy),
+    }
+}
+
 fn import_override(
     set: &ConfigSet,
     main: Option<&ContainerdConfig>,
@@ -532,12 +691,14 @@ fn import_override(
         ));
     }
     if let Some(img) = main.sandbox_image() {
-        if eff.sandbox_image().as_deref() != Some(img.as_str()) {
-            lost.push(format!(
-                "sandbox_image {img:?} reverted to {:?}",
-                eff.sandbox_image()
-                    .unwrap_or_else(|| "containerd's default".into())
-            ));
+        // What nodeadm pre-pulls: its own lookup on the dump, which reads
+        // `sandbox_image` (version 2) or `pinned_images.sandbox` (3 and 4).
+        match super::nodeadm::sandbox_lookup(&eff.doc.to_string()) {
+            Ok(found) if found == img => {}
+            Ok(found) => lost.push(format!("sandbox_image {img:?} reverted to {found:?}")),
+            Err(e) => lost.push(format!(
+                "sandbox_image {img:?} is gone: nodeadm init stops (\"{e}\")"
+            )),
         }
     }
     if lost.is_empty() {
@@ -639,10 +800,11 @@ mod tests {
         fn version(&self) -> Option<Version> {
             None
         }
-        fn dump(&self, main: &Path) -> Result<String, String> {
+        fn dump(&self, main: &Path) -> Result<String, DumpError> {
             use std::os::unix::fs::PermissionsExt;
-            let mut seen = self.seen.lock().map_err(|e| e.to_string())?;
-            let dir = main.parent().ok_or("no parent")?;
+            let fail = |e: String| DumpError::Scratch(e);
+            let mut seen = self.seen.lock().map_err(|e| fail(e.to_string()))?;
+            let dir = main.parent().ok_or_else(|| fail("no parent".into()))?;
             for p in [
                 dir.to_owned(),
                 dir.join("config.d"),
@@ -650,17 +812,17 @@ mod tests {
                 dir.join("config.d/00.toml"),
             ] {
                 let mode = std::fs::metadata(&p)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| fail(e.to_string()))?
                     .permissions()
                     .mode();
                 let text = if p.is_file() {
-                    std::fs::read_to_string(&p).map_err(|e| e.to_string())?
+                    std::fs::read_to_string(&p).map_err(|e| fail(e.to_string()))?
                 } else {
                     String::new()
                 };
                 seen.push((p.display().to_string(), mode & 0o777, text));
             }
-            std::fs::read_to_string(main).map_err(|e| e.to_string())
+            std::fs::read_to_string(main).map_err(|e| fail(e.to_string()))
         }
     }
 
@@ -752,12 +914,89 @@ mod tests {
                 tool: None,
             },
         );
+        // Without a binary nobody can say whether containerd loads it.
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Unknown, "{e:?}");
+        assert!(e.summary.contains("is unknown (no containerd binary on PATH)"), "{}", e.summary);
         assert!(
             checks
                 .iter()
+                .filter(|c| c.id != "effective_config")
                 .all(|c| matches!(c.status, Status::Pass | Status::NotApplicable)),
             "{checks:?}"
         );
+    }
+
+    /// A containerd that refuses every config, as 1.7.24 refuses a version 3
+    /// import (its words, with the scratch path of the copy).
+    #[derive(Debug)]
+    struct Refusing(Version);
+
+    impl ContainerdTool for Refusing {
+        fn version(&self) -> Option<Version> {
+            Some(self.0)
+        }
+        fn dump(&self, main: &Path) -> Result<String, DumpError> {
+            let import = main.with_file_name("config.d").join("00.toml");
+            Err(DumpError::Refused(format!(
+                "failed to load TOML from {}: unsupported config version `3`",
+                import.display()
+            )))
+        }
+    }
+
+    /// Issue 16: a config containerd cannot load was a PASS (the agent fell
+    /// back to its own merge rule); it is a FAIL naming the version and
+    /// containerd's error, with the real file name.
+    #[test]
+    fn a_config_containerd_refuses_is_a_fail_naming_version_and_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let tool = Refusing(Version(1, 7, 24));
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"p:1\"\n";
+        let checks = analyze(
+            &ConfigSet::projected(Some(v3)),
+            &Context {
+                host: &host,
+                tool: Some(&tool),
+            },
+        );
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Fail);
+        assert_eq!(
+            e.summary,
+            "containerd 1.7.24 will not start with this config (as nodeadm init would write it): \
+             failed to load TOML from /etc/containerd/config.d/00-nodeadm.toml: unsupported config version `3`"
+        );
+        assert!(e.remedy.as_deref().unwrap_or("").contains("version = 2"));
+        let v = find(&checks, "config_version");
+        assert_eq!(v.status, Status::Fail);
+        assert!(v.summary.contains("containerd 1.7.24 refuses it"), "{}", v.summary);
+    }
+
+    /// Without a binary the strict pre-check stands in for go-toml v1: the
+    /// IPv6 mirror key 1.6/1.7 cannot parse is a FAIL, a version 3 file a
+    /// warning (it depends on the containerd nodeadm installs).
+    #[test]
+    fn without_a_binary_the_strict_precheck_and_the_version_rule_stand_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let ctx = Context {
+            host: &host,
+            tool: None,
+        };
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry.mirrors.\"[fd00::10]:5000\"]\n  endpoint = [\"https://[fd00::10]:5000\"]\n";
+        let checks = analyze(&ConfigSet::projected(Some(v3)), &ctx);
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Fail, "{e:?}");
+        assert!(
+            e.summary.contains("containerd 1.6/1.7 will not start")
+                && e.summary.contains("/etc/containerd/config.d/00-nodeadm.toml line 2:"),
+            "{}",
+            e.summary
+        );
+        let v = find(&checks, "config_version");
+        assert_eq!(v.status, Status::Warn, "{v:?}");
     }
 
     #[test]

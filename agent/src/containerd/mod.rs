@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod effective;
+pub mod loadability;
+pub mod nodeadm;
 pub mod render;
 pub mod secrets;
 
