@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 
+pub mod containerd;
 pub mod live;
 
 /// The repository root.

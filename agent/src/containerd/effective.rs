@@ -283,8 +283,8 @@ pub fn effective(
     let why = match tool {
         Some(tool) => match dump_with(set, tool) {
             Ok(text) => {
-                let config =
-                    ContainerdConfig::parse(&text).map_err(|e| syntax("`config dump` output", e))?;
+                let config = ContainerdConfig::parse(&text)
+                    .map_err(|e| syntax("`config dump` output", e))?;
                 return Ok(Effective {
                     config,
                     method: Method::Dump {
@@ -348,7 +348,10 @@ fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, DumpE
     secrets::redact(&mut main);
     let main_path = dir.path().join("config.toml");
     write_private(&main_path, &main.to_string()).map_err(scratch)?;
-    names.push((main_path.to_string_lossy().into_owned(), MAIN_CONFIG.to_owned()));
+    names.push((
+        main_path.to_string_lossy().into_owned(),
+        MAIN_CONFIG.to_owned(),
+    ));
     tool.dump(&main_path).map_err(|e| match e {
         DumpError::Refused(mut message) => {
             for (scratch, real) in &names {
@@ -443,7 +446,8 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
             .with_remedy("fix the TOML syntax; containerd will not start with this config")];
         }
         Err(EffectiveError::Refused { version, message }) => {
-            let which = version.map_or_else(|| "containerd".to_owned(), |v| format!("containerd {v}"));
+            let which =
+                version.map_or_else(|| "containerd".to_owned(), |v| format!("containerd {v}"));
             let mut checks = vec![Check::new(
                 DOMAIN,
                 "effective_config",
@@ -673,8 +677,10 @@ fn import_override(
         );
     };
     let mut lost = Vec::new();
+    // Another non-empty config_path is a choice (a single directory is
+    // what containerd 2.1's transfer service needs), not a loss.
     if let Some(path) = main.config_path().filter(|p| !p.is_empty()) {
-        if eff.config_path().as_deref().unwrap_or("") != path {
+        if eff.config_path().as_deref().unwrap_or("").is_empty() {
             lost.push(format!(
                 "config_path {path:?} is now {:?} (hosts.toml files are ignored)",
                 eff.config_path().unwrap_or_default()
@@ -917,7 +923,12 @@ mod tests {
         // Without a binary nobody can say whether containerd loads it.
         let e = find(&checks, "effective_config");
         assert_eq!(e.status, Status::Unknown, "{e:?}");
-        assert!(e.summary.contains("is unknown (no containerd binary on PATH)"), "{}", e.summary);
+        assert!(
+            e.summary
+                .contains("is unknown (no containerd binary on PATH)"),
+            "{}",
+            e.summary
+        );
         assert!(
             checks
                 .iter()
@@ -971,7 +982,11 @@ mod tests {
         assert!(e.remedy.as_deref().unwrap_or("").contains("version = 2"));
         let v = find(&checks, "config_version");
         assert_eq!(v.status, Status::Fail);
-        assert!(v.summary.contains("containerd 1.7.24 refuses it"), "{}", v.summary);
+        assert!(
+            v.summary.contains("containerd 1.7.24 refuses it"),
+            "{}",
+            v.summary
+        );
     }
 
     /// Without a binary the strict pre-check stands in for go-toml v1: the
@@ -991,7 +1006,8 @@ mod tests {
         assert_eq!(e.status, Status::Fail, "{e:?}");
         assert!(
             e.summary.contains("containerd 1.6/1.7 will not start")
-                && e.summary.contains("/etc/containerd/config.d/00-nodeadm.toml line 2:"),
+                && e.summary
+                    .contains("/etc/containerd/config.d/00-nodeadm.toml line 2:"),
             "{}",
             e.summary
         );

@@ -138,7 +138,8 @@ pub fn gotoml_v1_rejects(text: &str) -> Vec<Finding> {
             d if d.is_ascii_digit() && after_equals => {
                 let start = i;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], ':' | '-' | '.' | '+'))
+                    && (chars[i].is_ascii_alphanumeric()
+                        || matches!(chars[i], ':' | '-' | '.' | '+'))
                 {
                     i += 1;
                 }

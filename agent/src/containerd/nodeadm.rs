@@ -101,7 +101,10 @@ mod tests {
     fn the_lookup_reads_each_dump_format() {
         // containerd 1.x dumps version 2 with double quotes.
         let v2 = "version = 2\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"registry.k8s.io/pause:3.6\"\n";
-        assert_eq!(sandbox_lookup(v2).as_deref(), Ok("registry.k8s.io/pause:3.6"));
+        assert_eq!(
+            sandbox_lookup(v2).as_deref(),
+            Ok("registry.k8s.io/pause:3.6")
+        );
         // containerd 2.x dumps version 3 with single quotes.
         let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'localhost/pause:3.10'\n";
         assert_eq!(sandbox_lookup(v3).as_deref(), Ok("localhost/pause:3.10"));
@@ -113,7 +116,10 @@ mod tests {
             sandbox_lookup("version = 3\nsandbox_image = 'x'\n"),
             Err(SandboxLookupError::NotFound(3))
         );
-        assert_eq!(sandbox_lookup("root = '/'\n"), Err(SandboxLookupError::NoVersion));
+        assert_eq!(
+            sandbox_lookup("root = '/'\n"),
+            Err(SandboxLookupError::NoVersion)
+        );
         assert_eq!(
             sandbox_lookup("version = 1\n"),
             Err(SandboxLookupError::Unsupported(1))
@@ -130,6 +136,9 @@ mod tests {
             c.default_runtime().and_then(|r| r.systemd_cgroup),
             Some(true)
         );
-        assert_eq!(sandbox_lookup(&main_config("/x/*.toml", "p:1")).as_deref(), Ok("p:1"));
+        assert_eq!(
+            sandbox_lookup(&main_config("/x/*.toml", "p:1")).as_deref(),
+            Ok("p:1")
+        );
     }
 }
