@@ -16,6 +16,7 @@ pub use nix::sys::signal::Signal;
 
 pub mod containerd;
 pub mod live;
+pub mod oci;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

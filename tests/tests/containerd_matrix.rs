@@ -14,9 +14,8 @@
 //! effect), `runtime_binary` (names the daemon's default runtime).
 
 use hybrid_node_agent_e2e::containerd::{lines, nodeadm_template, truth, Line, Truth, SANDBOX};
-use hybrid_node_agent_e2e::{check_in, fixture, root_from_fixture, run_agent};
+use hybrid_node_agent_e2e::{fixture, root_from_fixture, run_agent};
 use serde_json::Value;
-use std::path::Path;
 
 const NODECONFIG: &str = "etc/nodeadm/nodeconfig.yaml";
 
@@ -284,5 +283,4 @@ fn the_projection_is_nodeadms_template() {
         ),
         nodeadm_template(SANDBOX)
     );
-    let _ = Path::new("");
 }

@@ -243,7 +243,8 @@ fn real_containerd_proves_both_traps_and_the_correction() {
     let (s, summary) = status(&report, "containerd", "effective_config");
     assert_eq!(s, "pass");
     assert!(
-        summary.contains("from `containerd config dump` (containerd "),
+        summary.starts_with("containerd ")
+            && summary.contains(" loads this config (as nodeadm init would write it); effective config from `containerd config dump`"),
         "{summary}"
     );
     let (s, summary) = status(&report, "containerd", "registry_conflict");
