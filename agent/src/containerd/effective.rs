@@ -523,19 +523,30 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     // Trap 2: an imported CRI table replacing the main file's settings.
     checks.push(import_override(set, main.as_ref(), &eff.config));
 
-    // Trap 3: colon-separated config_path on containerd >= 2.1.
-    checks.push(match (&config_path, version) {
-        (Some(path), Some(v)) if path.contains(':') && v >= Version(2, 1, 0) => Check::new(
+    // Trap 3: colon-separated config_path on containerd >= 2.1, when the
+    // CRI plugin pulls through the transfer service.
+    let pull_path = version.map(|v| super::transfer::cri_pull_path(&eff.config, v));
+    checks.push(match (&config_path, version, pull_path) {
+        (Some(path), Some(v), Some(super::transfer::PullPath::Transfer)) if path.contains(':') => Check::new(
             DOMAIN,
             "config_path_transfer",
             Status::Fail,
             format!(
-                "containerd {v} pulls through the transfer service, which ignores the colon-separated \
-                 config_path {path:?}: hosts.toml files are not used for pulls"
+                "containerd {v} pulls through the transfer service (none of the options that make it fall back \
+                 to its local pull is set), which takes the colon-separated config_path {path:?} as one \
+                 directory: hosts.toml files are not used for pulls"
             ),
         )
         .with_remedy("use a single directory in config_path (/etc/containerd/certs.d)"),
-        (Some(path), None) if path.contains(':') => Check::new(
+        (Some(path), Some(v), Some(super::transfer::PullPath::LocalBecause(why))) if path.contains(':') => Check::pass(
+            DOMAIN,
+            "config_path_transfer",
+            format!(
+                "containerd {v} pulls without the transfer service here ({why}), so the colon-separated \
+                 config_path {path:?} is honoured; a single directory keeps it so if that option goes"
+            ),
+        ),
+        (Some(path), None, _) if path.contains(':') => Check::new(
             DOMAIN,
             "config_path_transfer",
             Status::NotApplicable,

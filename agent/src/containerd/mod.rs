@@ -8,6 +8,7 @@ pub mod loadability;
 pub mod nodeadm;
 pub mod render;
 pub mod secrets;
+pub mod transfer;
 
 use crate::check::Check;
 use crate::config::Config;
