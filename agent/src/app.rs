@@ -220,6 +220,9 @@ fn render(agent: &config::Config, host: &Host, args: &RenderArgs) -> Result<Exit
             r.host, r.host
         );
     }
+    for r in &corrected.rewritten {
+        println!("# - {r}");
+    }
     for r in &corrected.restored {
         println!("# - restored nodeadm setting: {r}");
     }

@@ -284,3 +284,106 @@ fn the_projection_is_nodeadms_template() {
         nodeadm_template(SANDBOX)
     );
 }
+
+/// `render`'s corrected containerd.config for a NodeConfig carrying `toml`,
+/// on a host whose live main config is nodeadm's (so the sandbox image is
+/// known).
+fn rendered(toml: &str) -> String {
+    let root = root_from_fixture("empty");
+    let dest = root.path().join(NODECONFIG);
+    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+    let base = std::fs::read_to_string(fixture("nodeconfig/harbor-ssm.yaml")).expect("read");
+    std::fs::write(&dest, with_containerd_config(&base, toml)).expect("write");
+    let main = root.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(main.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&main, nodeadm_template(SANDBOX)).expect("write");
+    let out = run_agent(&[
+        "--root",
+        root.path().to_str().expect("utf-8"),
+        "render",
+        "--nodeconfig",
+        dest.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "render: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.split("\n# --- ")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.starts_with("# "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// `render`'s correction of every input, loaded by each line's daemon:
+/// it starts, its CRI plugins load, and nodeadm's config_path,
+/// SystemdCgroup and sandbox image are in force.
+#[test]
+fn render_corrections_load_on_each_line_with_nodeadms_settings() {
+    let Some(lines) = lines() else {
+        return;
+    };
+    let inputs = inputs();
+    let fixed: Vec<String> = inputs.iter().map(|i| rendered(&i.toml)).collect();
+    let results: Vec<Vec<Truth>> = std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .iter()
+            .map(|line| {
+                s.spawn(|| {
+                    fixed
+                        .iter()
+                        .map(|f| truth(line, Some(f)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("render thread"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        for (l, line) in lines.iter().enumerate() {
+            let t = &results[l][i];
+            // A sandbox image the input sets itself is the user's choice.
+            let own_sandbox = input
+                .marker
+                .is_some_and(|m| t.sandbox_image.as_deref() == Some(m));
+            let nodeadms = t.config_path.as_deref().is_some_and(|p| !p.is_empty())
+                && t.systemd_cgroup == Some(true)
+                && (t.sandbox_image.as_deref() == Some(SANDBOX) || own_sandbox);
+            let ok = t.loads && t.cri_ok() && nodeadms;
+            eprintln!(
+                "| render of {} | {} | {} |",
+                input.name,
+                line.version,
+                if ok {
+                    "loads, nodeadm's settings intact".to_owned()
+                } else {
+                    format!("{t:?}")
+                }
+            );
+            if !ok {
+                failures.push(format!(
+                    "{} on {}: loads {} {:?}, CRI {:?}, config_path {:?}, SystemdCgroup {:?}, sandbox {:?}\n{}",
+                    input.name,
+                    line.version,
+                    t.loads,
+                    t.error,
+                    t.cri_plugins,
+                    t.config_path,
+                    t.systemd_cgroup,
+                    t.sandbox_image,
+                    fixed[i]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -3,6 +3,7 @@
 //! — and report the traps that silently break pulls or the CRI plugin.
 
 pub mod config;
+pub mod downgrade;
 pub mod effective;
 pub mod loadability;
 pub mod nodeadm;
