@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 
+pub mod containerd;
 pub mod live;
+pub mod oci;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -59,6 +59,9 @@ pub fn render(
             r.host, r.host
         );
     }
+    for r in &corrected.rewritten {
+        println!("# - {r}");
+    }
     for r in &corrected.restored {
         println!("# - restored nodeadm setting: {r}");
     }

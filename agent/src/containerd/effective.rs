@@ -21,43 +21,17 @@ pub const MAIN_CONFIG: &str = "/etc/containerd/config.toml";
 /// Where hybrid nodeadm writes the NodeConfig's `containerd.config`.
 pub const NODEADM_IMPORT: &str = "/etc/containerd/config.d/00-nodeadm.toml";
 /// The `config_path` hybrid nodeadm sets.
-pub const NODEADM_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
+pub const NODEADM_CONFIG_PATH: &str = super::nodeadm::CONFIG_PATH;
 
-/// The main `config.toml` hybrid nodeadm writes (`imports` is rewritten to
-/// point at the import directory in use). Its `sandbox_image` is
-/// region-specific and only known after init, so the projection leaves it
-/// out; the live analysis compares the real one.
+/// The main `config.toml` hybrid nodeadm writes ([`super::nodeadm`]),
+/// `imports` pointing at the import directory in use. Its `sandbox_image`
+/// is region-specific and only known after init: the projection uses
+/// [`super::nodeadm::PROJECTED_SANDBOX_IMAGE`], the live analysis the real one.
 pub fn nodeadm_main_config(imports_glob: &str) -> String {
-    format!(
-        r#"version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-imports = ["{imports_glob}"]
-
-[grpc]
-address = "/run/containerd/containerd.sock"
-
-[plugins."io.containerd.grpc.v1.cri".containerd]
-default_runtime_name = "runc"
-discard_unpacked_layers = true
-
-[plugins."io.containerd.grpc.v1.cri".registry]
-config_path = "{NODEADM_CONFIG_PATH}"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-runtime_type = "io.containerd.runc.v2"
-
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-SystemdCgroup = true
-
-[plugins."io.containerd.grpc.v1.cri".cni]
-bin_dir = "/opt/cni/bin"
-conf_dir = "/etc/cni/net.d"
-"#
-    )
+    super::nodeadm::main_config(imports_glob, super::nodeadm::PROJECTED_SANDBOX_IMAGE)
 }
 
-pub use crate::edge::containerd::{Binary, ContainerdTool};
+pub use crate::edge::containerd::{Binary, ContainerdTool, DumpError};
 pub use crate::model::containerd::Version;
 
 /// The files containerd would load: a main config and its imports, in order.
@@ -168,23 +142,43 @@ pub struct Effective {
     pub method: Method,
 }
 
+/// Why there is no effective config: containerd will not load these files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EffectiveError {
+    /// A file is not TOML at all (toml_edit, which accepts more than any
+    /// containerd, rejects it).
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    /// The containerd binary refused the config (`config dump` failed the
+    /// way the daemon fails to start); `message` is containerd's own error,
+    /// with the scratch copy's paths replaced by the real ones.
+    #[error("{message}")]
+    Refused {
+        version: Option<Version>,
+        message: String,
+    },
+}
+
 /// Merges `set` into the effective config: with the containerd binary if
 /// there is one, else with the built-in rule.
-pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<Effective, String> {
-    let main = ContainerdConfig::parse(&set.main)
-        .map_err(|e| format!("main config is not valid TOML: {}", e.message().trim()))?;
+pub fn effective(
+    set: &ConfigSet,
+    tool: Option<&dyn ContainerdTool>,
+) -> Result<Effective, EffectiveError> {
+    let syntax = |path: &str, e: toml_edit::TomlError| EffectiveError::Syntax {
+        path: path.to_owned(),
+        message: e.message().trim().to_owned(),
+    };
+    let main = ContainerdConfig::parse(&set.main).map_err(|e| syntax(MAIN_CONFIG, e))?;
     let mut imports = Vec::with_capacity(set.imports.len());
     for (path, text) in &set.imports {
-        imports.push(
-            ContainerdConfig::parse(text)
-                .map_err(|e| format!("{path} is not valid TOML: {}", e.message().trim()))?,
-        );
+        imports.push(ContainerdConfig::parse(text).map_err(|e| syntax(path, e))?);
     }
     let why = match tool {
         Some(tool) => match dump_with(set, tool) {
             Ok(text) => {
                 let config = ContainerdConfig::parse(&text)
-                    .map_err(|e| format!("config dump output is not TOML: {}", e.message()))?;
+                    .map_err(|e| syntax("`config dump` output", e))?;
                 return Ok(Effective {
                     config,
                     method: Method::Dump {
@@ -192,7 +186,13 @@ pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<E
                     },
                 });
             }
-            Err(e) => e,
+            Err(DumpError::Refused(message)) => {
+                return Err(EffectiveError::Refused {
+                    version: tool.version(),
+                    message,
+                })
+            }
+            Err(e) => e.to_string(),
         },
         None => "no containerd binary on PATH".to_owned(),
     };
@@ -207,37 +207,54 @@ pub fn effective(set: &ConfigSet, tool: Option<&dyn ContainerdTool>) -> Result<E
 /// umask of 022, so the directory (0700) and files (0600) get their modes
 /// explicitly; the copies carry no credentials either (the dump does not
 /// need them), in case the directory is ever readable after all.
-fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, String> {
+fn dump_with(set: &ConfigSet, tool: &dyn ContainerdTool) -> Result<String, DumpError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let scratch = |e: String| DumpError::Scratch(e);
     let dir = tempfile::Builder::new()
         .prefix("hna-containerd-")
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        .map_err(|e| scratch(format!("cannot create a temp dir: {e}")))?;
     let import_dir = dir.path().join("config.d");
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&import_dir)
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        .map_err(|e| scratch(format!("cannot create a temp dir: {e}")))?;
     let mut main: DocumentMut = set
         .main
         .parse()
-        .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+        .map_err(|e: toml_edit::TomlError| scratch(e.message().to_owned()))?;
     let mut files = toml_edit::Array::new();
-    for (i, (_, text)) in set.imports.iter().enumerate() {
+    // (scratch path, real path) for containerd's messages.
+    let mut names = Vec::new();
+    for (i, (real, text)) in set.imports.iter().enumerate() {
         let path = import_dir.join(format!("{i:02}.toml"));
         let mut doc: DocumentMut = text
             .parse()
-            .map_err(|e: toml_edit::TomlError| e.message().to_owned())?;
+            .map_err(|e: toml_edit::TomlError| scratch(e.message().to_owned()))?;
         secrets::redact(&mut doc);
-        write_private(&path, &doc.to_string())?;
-        files.push(path.to_string_lossy().into_owned());
+        write_private(&path, &doc.to_string()).map_err(scratch)?;
+        let scratch_name = path.to_string_lossy().into_owned();
+        names.push((scratch_name.clone(), real.clone()));
+        files.push(scratch_name);
     }
     main.insert("imports", toml_edit::value(files));
     secrets::redact(&mut main);
     let main_path = dir.path().join("config.toml");
-    write_private(&main_path, &main.to_string())?;
-    tool.dump(&main_path).map_err(|e| e.to_string())
+    write_private(&main_path, &main.to_string()).map_err(scratch)?;
+    names.push((
+        main_path.to_string_lossy().into_owned(),
+        MAIN_CONFIG.to_owned(),
+    ));
+    tool.dump(&main_path).map_err(|e| match e {
+        DumpError::Refused(mut message) => {
+            for (scratch, real) in &names {
+                message = message.replace(scratch.as_str(), real);
+            }
+            DumpError::Refused(message)
+        }
+        e => e,
+    })
 }
 
 /// Creates `path` (new, mode 0600 whatever the umask) and writes `text`.
@@ -313,7 +330,7 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     };
     let eff = match effective(set, ctx.tool) {
         Ok(e) => e,
-        Err(e) => {
+        Err(e @ EffectiveError::Syntax { .. }) => {
             return vec![Check::new(
                 DOMAIN,
                 "effective_config",
@@ -321,6 +338,19 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
                 format!("cannot compute the effective containerd config ({source}): {e}"),
             )
             .with_remedy("fix the TOML syntax; containerd will not start with this config")];
+        }
+        Err(EffectiveError::Refused { version, message }) => {
+            let which =
+                version.map_or_else(|| "containerd".to_owned(), |v| format!("containerd {v}"));
+            let mut checks = vec![Check::new(
+                DOMAIN,
+                "effective_config",
+                Status::Fail,
+                format!("{which} will not start with this config ({source}): {message}"),
+            )
+            .with_remedy(refused_remedy(set))];
+            checks.push(schema_check(set, version));
+            return checks;
         }
     };
     let main = ContainerdConfig::parse(&set.main).ok();
@@ -331,21 +361,18 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     };
     let mut checks = Vec::new();
 
-    checks.push(Check::pass(
-        DOMAIN,
-        "effective_config",
-        match &eff.method {
-            Method::Dump { version } => format!(
-                "effective config ({source}) from `containerd config dump`{}",
-                version
-                    .map(|v| format!(" (containerd {v})"))
-                    .unwrap_or_default()
+    checks.push(match &eff.method {
+        Method::Dump { version } => Check::pass(
+            DOMAIN,
+            "effective_config",
+            format!(
+                "containerd{} loads this config ({source}); effective config from `containerd config dump`",
+                version.map(|v| format!(" {v}")).unwrap_or_default()
             ),
-            Method::Builtin { why } => format!(
-                "effective config ({source}) computed with containerd 1.x's import rule ({why})"
-            ),
-        },
-    ));
+        ),
+        Method::Builtin { why } => builtin_verdict(set, source, why),
+    });
+    checks.push(schema_check(set, version));
 
     // Trap 1: mirrors / configs.*.tls beside config_path.
     let config_path = eff.config.config_path().filter(|p| !p.is_empty());
@@ -390,19 +417,30 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     // Trap 2: an imported CRI table replacing the main file's settings.
     checks.push(import_override(set, main.as_ref(), &eff.config));
 
-    // Trap 3: colon-separated config_path on containerd >= 2.1.
-    checks.push(match (&config_path, version) {
-        (Some(path), Some(v)) if path.contains(':') && v >= Version(2, 1, 0) => Check::new(
+    // Trap 3: colon-separated config_path on containerd >= 2.1, when the
+    // CRI plugin pulls through the transfer service.
+    let pull_path = version.map(|v| super::transfer::cri_pull_path(&eff.config, v));
+    checks.push(match (&config_path, version, pull_path) {
+        (Some(path), Some(v), Some(super::transfer::PullPath::Transfer)) if path.contains(':') => Check::new(
             DOMAIN,
             "config_path_transfer",
             Status::Fail,
             format!(
-                "containerd {v} pulls through the transfer service, which ignores the colon-separated \
-                 config_path {path:?}: hosts.toml files are not used for pulls"
+                "containerd {v} pulls through the transfer service (none of the options that make it fall back \
+                 to its local pull is set), which takes the colon-separated config_path {path:?} as one \
+                 directory: hosts.toml files are not used for pulls"
             ),
         )
         .with_remedy("use a single directory in config_path (/etc/containerd/certs.d)"),
-        (Some(path), None) if path.contains(':') => Check::new(
+        (Some(path), Some(v), Some(super::transfer::PullPath::LocalBecause(why))) if path.contains(':') => Check::pass(
+            DOMAIN,
+            "config_path_transfer",
+            format!(
+                "containerd {v} pulls without the transfer service here ({why}), so the colon-separated \
+                 config_path {path:?} is honoured; a single directory keeps it so if that option goes"
+            ),
+        ),
+        (Some(path), None, _) if path.contains(':') => Check::new(
             DOMAIN,
             "config_path_transfer",
             Status::NotApplicable,
@@ -414,6 +452,114 @@ pub fn analyze(set: &ConfigSet, ctx: &Context<'_>) -> Vec<Check> {
     // Trap 4: the default runtime's binary.
     checks.push(runtime_binary(&eff.config, ctx.host));
     checks
+}
+
+/// Without a containerd binary nobody can say the config loads: the
+/// verdict is unknown, unless go-toml v1's rules already say 1.x refuses it.
+fn builtin_verdict(set: &ConfigSet, source: &str, why: &str) -> Check {
+    let findings: Vec<String> = files(set)
+        .flat_map(|(path, text)| {
+            super::loadability::gotoml_v1_rejects(text)
+                .into_iter()
+                .map(move |f| format!("{path} {f}"))
+        })
+        .collect();
+    if findings.is_empty() {
+        return Check::new(
+            DOMAIN,
+            "effective_config",
+            Status::Unknown,
+            format!(
+                "whether containerd loads this config ({source}) is unknown ({why}); effective config \
+                 computed with containerd 1.x's import rule, and the TOML is strict TOML 1.0"
+            ),
+        )
+        .with_remedy("install containerd (or set [containerd] binary) so the agent can ask it");
+    }
+    Check::new(
+        DOMAIN,
+        "effective_config",
+        Status::Fail,
+        format!(
+            "containerd 1.6/1.7 will not start with this config ({source}; {why}): their TOML parser \
+             (go-toml v1) rejects {}; containerd 2.1 accepts it",
+            findings.join("; ")
+        ),
+    )
+    .with_remedy(
+        "write strict TOML 1.0 (no trailing comma in inline tables, no \\e or \\x escapes, times with seconds); \
+         for an IPv6 mirror use an inline table (mirrors = { \"[fd00::10]:5000\" = { … } }) or, better, hosts.toml",
+    )
+}
+
+/// The main config and its imports, as (path, text).
+fn files(set: &ConfigSet) -> impl Iterator<Item = (&str, &str)> {
+    std::iter::once((MAIN_CONFIG, set.main.as_str()))
+        .chain(set.imports.iter().map(|(p, t)| (p.as_str(), t.as_str())))
+}
+
+fn refused_remedy(set: &ConfigSet) -> String {
+    let v3 = files(set).any(|(_, t)| ContainerdConfig::parse(t).is_ok_and(|c| c.version() >= 3));
+    if v3 {
+        "containerd 1.x reads config version 2 only: write containerd.config as version = 2 \
+         (plugin io.containerd.grpc.v1.cri), or install containerd 2.x"
+            .to_owned()
+    } else {
+        "fix the file containerd names; containerd will not start until then".to_owned()
+    }
+}
+
+/// `version = 3` files on containerd 1.x.
+fn schema_check(set: &ConfigSet, version: Option<Version>) -> Check {
+    use super::loadability::{schema_problem, SchemaProblem};
+    let v3: Vec<&str> = files(set)
+        .filter(|(_, t)| ContainerdConfig::parse(t).is_ok_and(|c| c.version() >= 3))
+        .map(|(p, _)| p)
+        .collect();
+    if v3.is_empty() {
+        return Check::pass(
+            DOMAIN,
+            "config_version",
+            "every file uses config version 2 (read by containerd 1.6 and later)",
+        );
+    }
+    let list = v3.join(", ");
+    let remedy = "write containerd.config as version = 2 (plugin io.containerd.grpc.v1.cri): \
+                  containerd 2.x reads that too";
+    match version.map(|v| (v, schema_problem(3, v))) {
+        Some((v, Some(SchemaProblem::Refused))) => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Fail,
+            format!("{list} uses config version 3, which needs containerd 2.0: containerd {v} refuses it and does not start"),
+        )
+        .with_remedy(remedy),
+        Some((v, Some(SchemaProblem::Ignored))) => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Fail,
+            format!(
+                "{list} uses config version 3, which needs containerd 2.0: containerd {v} starts but ignores \
+                 its settings (no io.containerd.cri.v1.* plugins before 2.0)"
+            ),
+        )
+        .with_remedy(remedy),
+        Some((v, None)) => Check::pass(
+            DOMAIN,
+            "config_version",
+            format!("{list} uses config version 3, which containerd {v} reads"),
+        ),
+        None => Check::new(
+            DOMAIN,
+            "config_version",
+            Status::Warn,
+            format!(
+                "{list} uses config version 3, which needs containerd 2.0 (version unknown: no binary): \
+                 containerd 1.7 does not start with it, 1.6 ignores its settings"
+            ),
+        )
+        .with_remedy(remedy),
+    }
 }
 
 fn import_override(
@@ -436,8 +582,10 @@ fn import_override(
         );
     };
     let mut lost = Vec::new();
+    // Another non-empty config_path is a choice (a single directory is
+    // what containerd 2.1's transfer service needs), not a loss.
     if let Some(path) = main.config_path().filter(|p| !p.is_empty()) {
-        if eff.config_path().as_deref().unwrap_or("") != path {
+        if eff.config_path().as_deref().unwrap_or("").is_empty() {
             lost.push(format!(
                 "config_path {path:?} is now {:?} (hosts.toml files are ignored)",
                 eff.config_path().unwrap_or_default()
@@ -454,12 +602,14 @@ fn import_override(
         ));
     }
     if let Some(img) = main.sandbox_image() {
-        if eff.sandbox_image().as_deref() != Some(img.as_str()) {
-            lost.push(format!(
-                "sandbox_image {img:?} reverted to {:?}",
-                eff.sandbox_image()
-                    .unwrap_or_else(|| "containerd's default".into())
-            ));
+        // What nodeadm pre-pulls: its own lookup on the dump, which reads
+        // `sandbox_image` (version 2) or `pinned_images.sandbox` (3 and 4).
+        match super::nodeadm::sandbox_lookup(&eff.doc.to_string()) {
+            Ok(found) if found == img => {}
+            Ok(found) => lost.push(format!("sandbox_image {img:?} reverted to {found:?}")),
+            Err(e) => lost.push(format!(
+                "sandbox_image {img:?} is gone: nodeadm init stops (\"{e}\")"
+            )),
         }
     }
     if lost.is_empty() {
@@ -561,29 +711,29 @@ mod tests {
         fn version(&self) -> Option<Version> {
             None
         }
-        fn dump(&self, main: &Path) -> Result<String, crate::edge::ExecError> {
+        fn dump(&self, main: &Path) -> Result<String, DumpError> {
             use std::os::unix::fs::PermissionsExt;
-            let io = |source| crate::edge::ExecError::Spawn {
-                program: "spy".into(),
-                source,
-            };
-            let mut seen = self.seen.lock().expect("lock");
-            let dir = main.parent().expect("parent");
+            let fail = |e: String| DumpError::Scratch(e);
+            let mut seen = self.seen.lock().map_err(|e| fail(e.to_string()))?;
+            let dir = main.parent().ok_or_else(|| fail("no parent".into()))?;
             for p in [
                 dir.to_owned(),
                 dir.join("config.d"),
                 main.to_owned(),
                 dir.join("config.d/00.toml"),
             ] {
-                let mode = std::fs::metadata(&p).map_err(io)?.permissions().mode();
+                let mode = std::fs::metadata(&p)
+                    .map_err(|e| fail(e.to_string()))?
+                    .permissions()
+                    .mode();
                 let text = if p.is_file() {
-                    std::fs::read_to_string(&p).map_err(io)?
+                    std::fs::read_to_string(&p).map_err(|e| fail(e.to_string()))?
                 } else {
                     String::new()
                 };
                 seen.push((p.display().to_string(), mode & 0o777, text));
             }
-            std::fs::read_to_string(main).map_err(io)
+            std::fs::read_to_string(main).map_err(|e| fail(e.to_string()))
         }
     }
 
@@ -675,12 +825,99 @@ mod tests {
                 tool: None,
             },
         );
+        // Without a binary nobody can say whether containerd loads it.
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Unknown, "{e:?}");
+        assert!(
+            e.summary
+                .contains("is unknown (no containerd binary on PATH)"),
+            "{}",
+            e.summary
+        );
         assert!(
             checks
                 .iter()
+                .filter(|c| c.id != "effective_config")
                 .all(|c| matches!(c.status, Status::Pass | Status::NotApplicable)),
             "{checks:?}"
         );
+    }
+
+    /// A containerd that refuses every config, as 1.7.24 refuses a version 3
+    /// import (its words, with the scratch path of the copy).
+    #[derive(Debug)]
+    struct Refusing(Version);
+
+    impl ContainerdTool for Refusing {
+        fn version(&self) -> Option<Version> {
+            Some(self.0)
+        }
+        fn dump(&self, main: &Path) -> Result<String, DumpError> {
+            let import = main.with_file_name("config.d").join("00.toml");
+            Err(DumpError::Refused(format!(
+                "failed to load TOML from {}: unsupported config version `3`",
+                import.display()
+            )))
+        }
+    }
+
+    /// Issue 16: a config containerd cannot load was a PASS (the agent fell
+    /// back to its own merge rule); it is a FAIL naming the version and
+    /// containerd's error, with the real file name.
+    #[test]
+    fn a_config_containerd_refuses_is_a_fail_naming_version_and_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let tool = Refusing(Version(1, 7, 24));
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"p:1\"\n";
+        let checks = analyze(
+            &ConfigSet::projected(Some(v3)),
+            &Context {
+                host: &host,
+                tool: Some(&tool),
+            },
+        );
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Fail);
+        assert_eq!(
+            e.summary,
+            "containerd 1.7.24 will not start with this config (as nodeadm init would write it): \
+             failed to load TOML from /etc/containerd/config.d/00-nodeadm.toml: unsupported config version `3`"
+        );
+        assert!(e.remedy.as_deref().unwrap_or("").contains("version = 2"));
+        let v = find(&checks, "config_version");
+        assert_eq!(v.status, Status::Fail);
+        assert!(
+            v.summary.contains("containerd 1.7.24 refuses it"),
+            "{}",
+            v.summary
+        );
+    }
+
+    /// Without a binary the strict pre-check stands in for go-toml v1: the
+    /// IPv6 mirror key 1.6/1.7 cannot parse is a FAIL, a version 3 file a
+    /// warning (it depends on the containerd nodeadm installs).
+    #[test]
+    fn without_a_binary_the_strict_precheck_and_the_version_rule_stand_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = Host::new(dir.path());
+        let ctx = Context {
+            host: &host,
+            tool: None,
+        };
+        let v3 = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry.mirrors.\"[fd00::10]:5000\"]\n  endpoint = [\"https://[fd00::10]:5000\"]\n";
+        let checks = analyze(&ConfigSet::projected(Some(v3)), &ctx);
+        let e = find(&checks, "effective_config");
+        assert_eq!(e.status, Status::Fail, "{e:?}");
+        assert!(
+            e.summary.contains("containerd 1.6/1.7 will not start")
+                && e.summary
+                    .contains("/etc/containerd/config.d/00-nodeadm.toml line 2:"),
+            "{}",
+            e.summary
+        );
+        let v = find(&checks, "config_version");
+        assert_eq!(v.status, Status::Warn, "{v:?}");
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //! as `nodeadm init` would write it before init, from the host's files after
 //! — and report the traps that silently break pulls or the CRI plugin.
 
+pub mod downgrade;
 pub mod effective;
+pub mod loadability;
+pub mod nodeadm;
 pub mod render;
 pub mod secrets;
+pub mod transfer;
 
 use crate::check::Check;
 use crate::config::Config;

@@ -16,6 +16,9 @@ pub struct Corrected {
     pub moved: Vec<RegistryDecl>,
     /// What was added back, one line each.
     pub restored: Vec<String>,
+    /// What was rewritten so every containerd line loads it (version 3 as
+    /// version 2, TOML 1.1 syntax as TOML 1.0), one line each.
+    pub rewritten: Vec<String>,
 }
 
 /// nodeadm settings an imported CRI table must repeat. `sandbox_image` is
@@ -28,19 +31,31 @@ pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, S
         .filter(|r| !r.endpoints.is_empty() || r.has_tls)
         .collect();
     let v3 = parsed.version() >= 3;
-    let has_cri = !parsed.cri_tables().is_empty();
     let mut doc = parsed.doc;
     let images = if v3 { CRI_IMAGES_V3 } else { CRI_V2 };
     remove_legacy_registry(&mut doc, images);
+    // Every line must load it: version 2 (1.7 refuses 3, 1.6 ignores it, 2.x
+    // beside nodeadm's version 2 main file loses nodeadm's settings), and
+    // nothing go-toml v1 rejects.
+    let mut rewritten = super::downgrade::to_v2(&mut doc);
+    if super::downgrade::to_toml10(&mut doc) {
+        rewritten.push(
+            "TOML 1.1 syntax written as TOML 1.0 (containerd 1.x's parser rejects it)".to_owned(),
+        );
+    }
+    let has_cri = ContainerdConfig::parse(&doc.to_string())
+        .map(|c| !c.cri_tables().is_empty())
+        .unwrap_or(false);
 
     let mut restored = Vec::new();
-    if has_cri && !v3 {
+    if has_cri {
         restore_nodeadm(&mut doc, sandbox_image, &mut restored)?;
     }
     Ok(Corrected {
         text: doc.to_string(),
         moved,
         restored,
+        rewritten,
     })
 }
 

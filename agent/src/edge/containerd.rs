@@ -1,7 +1,7 @@
 //! The containerd binary: its version and `containerd config dump`, the
-//! ground truth of the configuration it would run with.
+//! ground truth of the configuration it would run with (and of whether it
+//! would start at all).
 
-use super::exec::{output, ExecError};
 use crate::model::containerd::Version;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,27 @@ use std::process::Command;
 pub trait ContainerdTool: Send + std::fmt::Debug {
     fn version(&self) -> Option<Version>;
     /// `containerd --config <main> config dump`.
-    fn dump(&self, main: &Path) -> Result<String, ExecError>;
+    fn dump(&self, main: &Path) -> Result<String, DumpError>;
+}
+
+/// Why `containerd config dump` gave no config.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The binary could not be run: says nothing about the config.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// containerd ran and refused the config: it will not start with it.
+    /// Holds containerd's own error line.
+    #[error("{0}")]
+    Refused(String),
+    #[error("`containerd config dump` output is not UTF-8")]
+    NotUtf8,
+    /// The private scratch copy could not be made.
+    #[error("cannot prepare a private copy of the config: {0}")]
+    Scratch(String),
 }
 
 /// The real binary, found on the agent's `PATH` (tools are not taken from
@@ -43,13 +63,28 @@ impl ContainerdTool for Binary {
         Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
     }
 
-    fn dump(&self, main: &Path) -> Result<String, ExecError> {
-        output(
-            Command::new(&self.program)
-                .arg("--config")
-                .arg(main)
-                .args(["config", "dump"]),
-            "`containerd config dump`",
-        )
+    fn dump(&self, main: &Path) -> Result<String, DumpError> {
+        let out = Command::new(&self.program)
+            .arg("--config")
+            .arg(main)
+            .args(["config", "dump"])
+            .output()
+            .map_err(|source| DumpError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            // The last line is containerd's fatal error
+            // ("containerd: failed to load TOML …"); log lines come before.
+            let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = last.trim().trim_start_matches("containerd: ");
+            return Err(DumpError::Refused(if last.is_empty() {
+                format!("exit status {}", out.status)
+            } else {
+                last.to_owned()
+            }));
+        }
+        String::from_utf8(out.stdout).map_err(|_| DumpError::NotUtf8)
     }
 }
