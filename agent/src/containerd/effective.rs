@@ -34,6 +34,19 @@ pub fn nodeadm_main_config(imports_glob: &str) -> String {
 pub use crate::edge::containerd::{Binary, ContainerdTool, DumpError};
 pub use crate::model::containerd::Version;
 
+/// Why the host's containerd configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {reason}")]
+    NotToml { path: String, reason: String },
+}
+
 /// The files containerd would load: a main config and its imports, in order.
 #[derive(Debug, Clone)]
 pub struct ConfigSet {
@@ -66,20 +79,31 @@ impl ConfigSet {
     }
 
     /// The host's `config.toml` and the files its `imports` name.
-    pub fn live(host: &Host, config_dir: &str) -> Result<Option<ConfigSet>, String> {
+    pub fn live(host: &Host, config_dir: &str) -> Result<Option<ConfigSet>, LiveError> {
         let main_path = format!("{}/config.toml", config_dir.trim_end_matches('/'));
         let main = match std::fs::read_to_string(host.path(&main_path)) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {main_path}: {e}")),
+            Err(source) => {
+                return Err(LiveError::Read {
+                    path: main_path,
+                    source,
+                })
+            }
         };
-        let parsed = ContainerdConfig::parse(&main)
-            .map_err(|e| format!("{main_path} is not valid TOML: {}", e.message().trim()))?;
+        let parsed = ContainerdConfig::parse(&main).map_err(|e| LiveError::NotToml {
+            path: main_path.clone(),
+            reason: e.message().trim().to_owned(),
+        })?;
         let mut imports = Vec::new();
         for pattern in import_patterns(&parsed.doc) {
             for path in expand_glob(host, &pattern) {
-                let text = std::fs::read_to_string(host.path(&path))
-                    .map_err(|e| format!("cannot read {path}: {e}"))?;
+                let text = std::fs::read_to_string(host.path(&path)).map_err(|source| {
+                    LiveError::Read {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 imports.push((path, text));
             }
         }

@@ -89,7 +89,7 @@ impl Domain for ContainerdDomain {
                         DOMAIN,
                         "effective_config",
                         crate::check::Status::Fail,
-                        e,
+                        e.to_string(),
                     )
                     .with_remedy("containerd cannot load this config either; fix it")]
                 }

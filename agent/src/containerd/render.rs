@@ -21,10 +21,22 @@ pub struct Corrected {
     pub rewritten: Vec<String>,
 }
 
+/// Why a `containerd.config` could not be corrected.
+#[derive(Debug, thiserror::Error)]
+pub enum CorrectError {
+    /// It is not TOML.
+    #[error("{}", .0.message().trim())]
+    NotToml(#[source] toml_edit::TomlError),
+    /// The CRI plugin entry is a value, not a table, so nodeadm's settings
+    /// cannot be put back into it.
+    #[error("the CRI plugin entry is not a table")]
+    CriNotATable,
+}
+
 /// nodeadm settings an imported CRI table must repeat. `sandbox_image` is
 /// passed in when known (from the host's live config).
-pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, String> {
-    let parsed = ContainerdConfig::parse(inline).map_err(|e| e.message().trim().to_owned())?;
+pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, CorrectError> {
+    let parsed = ContainerdConfig::parse(inline).map_err(CorrectError::NotToml)?;
     let moved: Vec<RegistryDecl> = parsed
         .registries()
         .into_iter()
@@ -114,10 +126,10 @@ fn restore_nodeadm(
     doc: &mut DocumentMut,
     sandbox_image: Option<&str>,
     restored: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), CorrectError> {
     let missing = |doc: &DocumentMut, path: &[&str]| get(doc.as_item(), path).is_none();
     let cri = ["plugins", CRI_V2];
-    let err = || "the CRI plugin entry is not a table".to_owned();
+    let err = || CorrectError::CriNotATable;
 
     if missing(doc, &["plugins", CRI_V2, "registry", "config_path"]) {
         let registry = table_mut(doc, &[&cri[..], &["registry"]].concat()).ok_or_else(err)?;
