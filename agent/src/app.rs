@@ -39,6 +39,9 @@ pub enum AppError {
     /// A file named on the command line is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// `bandwidth`: the test could not run (or its arguments are bad).
+    #[error(transparent)]
+    Bandwidth(#[from] crate::bandwidth::command::CommandError),
     /// `reload`: the agent process could not be signalled.
     #[error("cannot signal the agent (pid {pid}) to reload: {source}")]
     Signal {
@@ -58,6 +61,7 @@ impl AppError {
             AppError::Read { .. } => exit::NOINPUT,
             AppError::Invalid(_) => exit::DATAERR,
             AppError::Signal { .. } => exit::UNAVAILABLE,
+            AppError::Bandwidth(e) => e.exit_code(),
         })
     }
 }
@@ -99,6 +103,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
         }
         Command::Render(args) => render(&source.load()?, &host, &args),
         Command::Reload(args) => reload(&source, &args),
+        Command::Bandwidth(args) => {
+            let config = source.load()?;
+            crate::logging::init("warn");
+            let req = crate::bandwidth::command::Request {
+                target: args.target,
+                duration: args.duration,
+                parallel: args.parallel,
+                window: args.window,
+                reverse: args.reverse,
+                json: args.output == Output::Json,
+            };
+            Ok(crate::bandwidth::command::run(
+                &config.network.bandwidth,
+                &host,
+                &req,
+            )?)
+        }
         Command::Check(args) => {
             let config = source.load()?;
             // The report is the output; only problems are logged.

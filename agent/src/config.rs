@@ -142,6 +142,8 @@ pub struct NetworkConfig {
     /// Loss ratios (0.0001 = 0.01 %).
     pub loss_warn: f64,
     pub loss_critical: f64,
+    /// Scheduled iperf3 bandwidth tests (`[network.bandwidth]`).
+    pub bandwidth: crate::bandwidth::config::BandwidthConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<NetworkTarget>,
 }
@@ -163,6 +165,7 @@ impl Default for NetworkConfig {
             jitter_critical: Interval(Duration::from_millis(5)),
             loss_warn: 0.0001,
             loss_critical: 0.001,
+            bandwidth: Default::default(),
             target: Vec::new(),
         }
     }
@@ -217,6 +220,9 @@ pub struct NetworkTarget {
     /// Measure TCP connect time to this port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_port: Option<u16>,
+    /// Port of an `iperf3 -s` at this address: scheduled bandwidth tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iperf_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -587,6 +593,7 @@ impl Config {
                 "network warn thresholds must not exceed the critical ones".into(),
             ));
         }
+        n.bandwidth.validate().map_err(invalid)?;
         let mut names = std::collections::BTreeSet::new();
         for t in
             std::iter::once(n.expected_mtu).chain(n.target.iter().filter_map(|t| t.expected_mtu))

@@ -89,6 +89,11 @@ pub fn build_all(
             registry,
             facts.clone(),
         )),
+        Box::new(crate::bandwidth::BandwidthDomain::new(
+            config,
+            host.clone(),
+            registry,
+        )),
     ]
 }
 

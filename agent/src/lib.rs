@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bandwidth;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -241,6 +241,7 @@ impl NetworkDomain {
                         // EKS API endpoints do not answer ICMP: TCP only.
                         icmp: false,
                         tcp_port: Some(port),
+                        iperf_port: None,
                     },
                     expected_mtu: self.cfg.expected_mtu,
                 });
@@ -663,6 +664,7 @@ mod tests {
             expected_mtu: Some(9000),
             icmp: true,
             tcp_port: None,
+            iperf_port: None,
         });
         let mut registry = crate::metrics::new_registry();
         let mut d = NetworkDomain::new(&config, Host::default(), &mut registry, Facts::default());
