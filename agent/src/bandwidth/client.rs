@@ -334,6 +334,12 @@ impl Control<'_> {
         self.expect(state::DISPLAY_RESULTS, "waiting for the end of the test")?;
         // The server waits for this before it takes the next client.
         self.send_state(state::IPERF_DONE, "ending the test")?;
+        // As iperf3's client does: wait for the server to close first, so
+        // that it is ready for the next test when this one returns (a
+        // server still cleaning up answers "access denied").
+        let _ = self.ctrl.set_read_timeout(Some(STEP_TIMEOUT));
+        let mut rest = [0u8; 64];
+        while matches!(self.ctrl.read(&mut rest), Ok(n) if n > 0) {}
         summarize(addr, spec.direction, &measured, &theirs)
     }
 

@@ -33,6 +33,10 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DOMAIN: &str = "bandwidth";
 /// How long stopping waits for a cancelled test to tell its server.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Tries after the first when the server is busy with another client, and
+/// the wait before each.
+const BUSY_RETRIES: u32 = 3;
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// The first scheduled round starts this long after the agent (or at the
 /// interval, if shorter): a restart loop must not flood the link.
 const FIRST_ROUND_DELAY: Duration = Duration::from_secs(60);
@@ -260,7 +264,19 @@ impl Job {
             direction,
         };
         self.metrics.running.set(1);
-        let r = client::run(&spec, &self.cancel, &mut |_| {});
+        // Several nodes may share one server, which runs one test at a
+        // time: a busy server gets a few more tries.
+        let mut r = client::run(&spec, &self.cancel, &mut |_| {});
+        for _ in 0..BUSY_RETRIES {
+            if !matches!(r, Err(client::BandwidthError::Busy { .. })) {
+                break;
+            }
+            let wait = Instant::now() + BUSY_WAIT;
+            while Instant::now() < wait && !self.cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r = client::run(&spec, &self.cancel, &mut |_| {});
+        }
         self.metrics.running.set(0);
         match r {
             Ok(result) => Outcome::Done {

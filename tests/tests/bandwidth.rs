@@ -1,0 +1,407 @@
+//! Bandwidth ground truth: an `iperf3 -s` (the Debian package) in a server
+//! namespace, joined to the agent's namespace by a veth pair whose two ends
+//! are shaped with `tc tbf` to a known rate. The agent's built-in iperf3
+//! client must measure that rate within ±10 % both ways, judge it against
+//! thresholds scaled to the test, run scheduled tests one at a time, and
+//! tell the server when a stop cancels a test.
+
+use hybrid_node_agent_e2e::{
+    agent_bin, eventually, free_port, in_ci, require_tool, sample, status_check,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+/// The tests of this file measure throughput: run one at a time, so that
+/// one test's traffic does not take the CPU the other measures with.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const SERVER: &str = "10.79.0.2";
+const PORT: u16 = 5201;
+
+fn ip(args: &[&str]) -> Output {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// client (10.79.0.1) — veth — server (10.79.0.2), jumbo MTU as on a
+/// Direct Connect private VIF; removed when dropped.
+struct Pair {
+    client: String,
+    server: String,
+    c0: String,
+    s0: String,
+}
+
+impl Pair {
+    fn new() -> Option<Pair> {
+        require_tool("ip")?;
+        require_tool("tc")?;
+        require_tool("iperf3")?;
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(!in_ci(), "network namespace tests need root under CI");
+            eprintln!("SKIP: network namespaces need root");
+            return None;
+        }
+        let n = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let p = Pair {
+            client: format!("hna-bc-{n}"),
+            server: format!("hna-bs-{n}"),
+            c0: format!("bc{n}").chars().take(15).collect(),
+            s0: format!("bs{n}").chars().take(15).collect(),
+        };
+        for ns in [&p.client, &p.server] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "link", "add", &p.c0, "netns", &p.client, "type", "veth", "peer", "name", &p.s0,
+            "netns", &p.server,
+        ]);
+        for (ns, dev, addr) in [
+            (&p.client, &p.c0, "10.79.0.1/24"),
+            (&p.server, &p.s0, "10.79.0.2/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "mtu", "9000", "up"]);
+        }
+        Some(p)
+    }
+
+    /// Shapes both directions to `mbit` (each end's egress).
+    fn shape(&self, mbit: u32) {
+        for (ns, dev) in [(&self.client, &self.c0), (&self.server, &self.s0)] {
+            let out = Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root",
+                ])
+                .args([
+                    "tbf",
+                    "rate",
+                    &format!("{mbit}mbit"),
+                    "burst",
+                    "256kb",
+                    "latency",
+                    "50ms",
+                ])
+                .output()
+                .expect("tc");
+            assert!(
+                out.status.success(),
+                "tc: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).arg(program).args(args);
+        c
+    }
+
+    /// `iperf3 -s` in the server namespace, its output in `log`.
+    fn iperf3_server(&self, log: &Path) -> Reaped {
+        let iperf3 = require_tool("iperf3").expect("iperf3");
+        let file = std::fs::File::create(log).expect("log");
+        let child = self
+            .exec(&self.server, &iperf3, &["-s", "-p", &PORT.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup"))
+            .stderr(file)
+            .spawn()
+            .expect("iperf3 -s");
+        // Listening once a client can connect.
+        let ready = eventually(Duration::from_secs(5), || {
+            let out = self
+                .exec(
+                    &self.server,
+                    Path::new("ss"),
+                    &["-Hltn", &format!("sport = :{PORT}")],
+                )
+                .output()
+                .ok()?;
+            (!out.stdout.is_empty()).then_some(())
+        });
+        assert!(ready.is_some(), "iperf3 -s did not listen");
+        Reaped(child)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Killed and reaped on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[network]\napi_server = false\ninterval = \"1s\"\n[network.bandwidth]\nwarn_below = \"300M\"\ncritical_below = \"150M\"\n{extra}[[network.target]]\nname = \"vpc\"\naddress = \"{SERVER}\"\nicmp = false\niperf_port = {PORT}\n"
+        ),
+    )
+    .expect("write config");
+    cfg
+}
+
+/// `bandwidth -o json` in the client namespace: (exit code, report).
+fn measure(p: &Pair, root: &Path, cfg: &Path, reverse: bool) -> (i32, serde_json::Value) {
+    let target = format!("{SERVER}:{PORT}");
+    let mut args = vec![
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "bandwidth",
+        "--target",
+        &target,
+        "--duration",
+        "4s",
+        "-o",
+        "json",
+    ];
+    if reverse {
+        args.push("--reverse");
+    }
+    let out = p
+        .exec(&p.client, &agent_bin(), &args)
+        .output()
+        .expect("agent");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The real iperf3 client's receiver rate, for the log.
+fn iperf3_reference(p: &Pair, reverse: bool) -> f64 {
+    let iperf3 = require_tool("iperf3").expect("iperf3");
+    let mut args = vec!["-c", SERVER, "-p", "5201", "-t", "4", "-P", "10", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = p
+        .exec(&p.client, &iperf3, &args)
+        .output()
+        .expect("iperf3 -c");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J");
+    j["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("sum_received")
+}
+
+#[test]
+fn measured_rate_matches_tbf_shaping_both_ways_and_is_judged_on_scaled_thresholds() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(p) = Pair::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _server = p.iperf3_server(&dir.path().join("iperf3.log"));
+    let cfg = config(dir.path(), "");
+    // Thresholds scaled for the test: ≥ 300 Mbit/s pass, < 150 fail.
+    for (mbit, verdict, code) in [(400u32, "pass", 0), (200, "warn", 1), (100, "fail", 2)] {
+        p.shape(mbit);
+        for reverse in [false, true] {
+            let (rc, r) = measure(&p, dir.path(), &cfg, reverse);
+            let bps = r["bits_per_second"].as_f64().expect("bits_per_second");
+            let shaped = f64::from(mbit) * 1e6;
+            let reference = iperf3_reference(&p, reverse);
+            eprintln!(
+                "shaped {mbit} Mbit/s, {}: agent {:.1} Mbit/s ({:+.1} %), iperf3 {:.1} Mbit/s",
+                r["direction"],
+                bps / 1e6,
+                (bps / shaped - 1.0) * 100.0,
+                reference / 1e6
+            );
+            assert_eq!(r["direction"], if reverse { "ingress" } else { "egress" });
+            assert!(
+                (bps - shaped).abs() <= 0.10 * shaped,
+                "{mbit} Mbit/s shaped, {:.1} Mbit/s measured: {r}",
+                bps / 1e6
+            );
+            assert_eq!(r["status"], verdict, "{r}");
+            assert_eq!(rc, code, "{r}");
+            assert_eq!(r["parallel"], 10);
+            assert_eq!(r["streams"].as_array().map(Vec::len), Some(10));
+        }
+    }
+}
+
+#[test]
+fn scheduled_tests_export_the_rate_run_one_at_a_time_and_a_stop_tells_the_server() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(p) = Pair::new() else {
+        return;
+    };
+    let Some(curl) = require_tool("curl") else {
+        return;
+    };
+    p.shape(400);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("iperf3.log");
+    let _server = p.iperf3_server(&log);
+    let cfg = config(
+        dir.path(),
+        "enabled = true\ninterval = \"7s\"\nduration = \"3s\"\nparallel = 4\n",
+    );
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = p
+        .exec(
+            &p.client,
+            &agent_bin(),
+            &[
+                "--root",
+                dir.path().to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "run",
+                "--listen",
+                &listen,
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Reaped)
+        .expect("agent");
+    let get = |path: &str| -> Option<String> {
+        let out = p
+            .exec(
+                &p.client,
+                &curl,
+                &["-sf", &format!("http://{listen}{path}")],
+            )
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    // The first round (7 s in): both directions measured, exported, judged.
+    let m = eventually(Duration::from_secs(30), || {
+        let m = get("/metrics")?;
+        sample(
+            &m,
+            "hybrid_node_net_bandwidth_bits_per_second{target=\"vpc\",direction=\"ingress\"}",
+        )?;
+        Some(m)
+    })
+    .expect("a scheduled round measured both directions");
+    for d in ["egress", "ingress"] {
+        let bps = sample(
+            &m,
+            &format!(
+                "hybrid_node_net_bandwidth_bits_per_second{{target=\"vpc\",direction=\"{d}\"}}"
+            ),
+        )
+        .expect("rate");
+        assert!((bps - 400e6).abs() <= 40e6, "{d}: {bps}");
+        assert!(sample(
+            &m,
+            &format!("hybrid_node_net_bandwidth_tests_total{{target=\"vpc\",direction=\"{d}\",result=\"ok\"}}")
+        )
+        .is_some_and(|n| n >= 1.0));
+        assert!(sample(
+            &m,
+            &format!("hybrid_node_net_bandwidth_last_test_timestamp_seconds{{target=\"vpc\",direction=\"{d}\"}}")
+        )
+        .is_some_and(|t| t > 1.7e9));
+        let (s, summary) = eventually(Duration::from_secs(5), || {
+            status_check(&get("/status")?, "bandwidth", &format!("bandwidth/vpc/{d}"))
+                .filter(|(s, _)| s != "unknown")
+        })
+        .expect("check published");
+        assert_eq!(s, "pass", "{summary}");
+    }
+
+    // The second round: while it runs, a test by hand is refused.
+    eventually(Duration::from_secs(15), || {
+        let m = get("/metrics")?;
+        (sample(&m, "hybrid_node_net_bandwidth_test_running")? == 1.0).then_some(())
+    })
+    .expect("the second round runs");
+    let out = p
+        .exec(
+            &p.client,
+            &agent_bin(),
+            &[
+                "--root",
+                dir.path().to_str().expect("utf-8"),
+                "--config",
+                cfg.to_str().expect("utf-8"),
+                "bandwidth",
+                "--target",
+                SERVER,
+                "--duration",
+                "1s",
+            ],
+        )
+        .output()
+        .expect("agent bandwidth");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("another bandwidth test is running"),
+        "{stderr}"
+    );
+
+    // A stop mid-test: the agent exits promptly and the server hears that
+    // the client ended the test (not a dropped connection).
+    let stopped = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = eventually(Duration::from_secs(10), || {
+        agent.0.try_wait().ok().flatten()
+    })
+    .expect("the agent exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let text = eventually(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&log).ok()?;
+        t.contains("the client has terminated").then_some(t)
+    });
+    assert!(
+        text.is_some(),
+        "the iperf3 server was not told: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
