@@ -146,6 +146,9 @@ pub struct NetworkConfig {
     pub bandwidth: crate::bandwidth::config::BandwidthConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<NetworkTarget>,
+    /// DNS servers to query over UDP and TCP (`[[network.resolver]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolver: Vec<crate::dns::config::ResolverEntry>,
 }
 
 impl Eq for NetworkConfig {}
@@ -167,6 +170,7 @@ impl Default for NetworkConfig {
             loss_critical: 0.001,
             bandwidth: Default::default(),
             target: Vec::new(),
+            resolver: Vec::new(),
         }
     }
 }
@@ -594,6 +598,9 @@ impl Config {
             ));
         }
         n.bandwidth.validate().map_err(invalid)?;
+        for r in &n.resolver {
+            r.validate().map_err(invalid)?;
+        }
         let mut names = std::collections::BTreeSet::new();
         for t in
             std::iter::once(n.expected_mtu).chain(n.target.iter().filter_map(|t| t.expected_mtu))

@@ -89,6 +89,13 @@ pub fn build_all(
             registry,
             facts.clone(),
         )),
+        Box::new(crate::dns::DnsDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            Box::new(crate::dns::query::NetLookup),
+        )),
         Box::new(crate::bandwidth::BandwidthDomain::new(
             config,
             host.clone(),

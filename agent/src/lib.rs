@@ -17,6 +17,7 @@ pub mod config;
 pub mod containerd;
 pub mod daemon;
 pub mod deadline;
+pub mod dns;
 pub mod domain;
 pub mod facts;
 pub mod gpu;

@@ -5,145 +5,64 @@
 //! thresholds scaled to the test, run scheduled tests one at a time, and
 //! tell the server when a stop cancels a test.
 
-use hybrid_node_agent_e2e::{
-    agent_bin, eventually, free_port, in_ci, require_tool, sample, status_check,
-};
+use hybrid_node_agent_e2e::netns::Pair;
+use hybrid_node_agent_e2e::{agent_bin, eventually, free_port, require_tool, sample, status_check};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
 /// The tests of this file measure throughput: run one at a time, so that
 /// one test's traffic does not take the CPU the other measures with.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const SERVER: &str = "10.79.0.2";
 const PORT: u16 = 5201;
 
-fn ip(args: &[&str]) -> Output {
-    let out = Command::new("ip").args(args).output().expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// The agent's namespace and the server's, with iperf3 and tc at hand.
+fn pair() -> Option<Pair> {
+    require_tool("tc")?;
+    require_tool("iperf3")?;
+    Pair::new("10.79.0")
 }
 
-/// client (10.79.0.1) — veth — server (10.79.0.2), jumbo MTU as on a
-/// Direct Connect private VIF; removed when dropped.
-struct Pair {
-    client: String,
-    server: String,
-    c0: String,
-    s0: String,
-}
-
-impl Pair {
-    fn new() -> Option<Pair> {
-        require_tool("ip")?;
-        require_tool("tc")?;
-        require_tool("iperf3")?;
-        if !nix::unistd::Uid::effective().is_root() {
-            assert!(!in_ci(), "network namespace tests need root under CI");
-            eprintln!("SKIP: network namespaces need root");
-            return None;
-        }
-        let n = format!(
-            "{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
+/// Shapes both directions to `mbit` (each end's egress).
+fn shape(p: &Pair, mbit: u32) {
+    let rate = format!("{mbit}mbit");
+    for (ns, dev) in [(&p.client, &p.c0), (&p.server, &p.s0)] {
+        p.tc(
+            ns,
+            &[
+                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst", "256kb",
+                "latency", "50ms",
+            ],
         );
-        let p = Pair {
-            client: format!("hna-bc-{n}"),
-            server: format!("hna-bs-{n}"),
-            c0: format!("bc{n}").chars().take(15).collect(),
-            s0: format!("bs{n}").chars().take(15).collect(),
-        };
-        for ns in [&p.client, &p.server] {
-            ip(&["netns", "add", ns]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        ip(&[
-            "link", "add", &p.c0, "netns", &p.client, "type", "veth", "peer", "name", &p.s0,
-            "netns", &p.server,
-        ]);
-        for (ns, dev, addr) in [
-            (&p.client, &p.c0, "10.79.0.1/24"),
-            (&p.server, &p.s0, "10.79.0.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", ns, "link", "set", dev, "mtu", "9000", "up"]);
-        }
-        Some(p)
-    }
-
-    /// Shapes both directions to `mbit` (each end's egress).
-    fn shape(&self, mbit: u32) {
-        for (ns, dev) in [(&self.client, &self.c0), (&self.server, &self.s0)] {
-            let out = Command::new("ip")
-                .args([
-                    "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root",
-                ])
-                .args([
-                    "tbf",
-                    "rate",
-                    &format!("{mbit}mbit"),
-                    "burst",
-                    "256kb",
-                    "latency",
-                    "50ms",
-                ])
-                .output()
-                .expect("tc");
-            assert!(
-                out.status.success(),
-                "tc: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    fn exec(&self, ns: &str, program: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).arg(program).args(args);
-        c
-    }
-
-    /// `iperf3 -s` in the server namespace, its output in `log`.
-    fn iperf3_server(&self, log: &Path) -> Reaped {
-        let iperf3 = require_tool("iperf3").expect("iperf3");
-        let file = std::fs::File::create(log).expect("log");
-        let child = self
-            .exec(&self.server, &iperf3, &["-s", "-p", &PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup"))
-            .stderr(file)
-            .spawn()
-            .expect("iperf3 -s");
-        // Listening once a client can connect.
-        let ready = eventually(Duration::from_secs(5), || {
-            let out = self
-                .exec(
-                    &self.server,
-                    Path::new("ss"),
-                    &["-Hltn", &format!("sport = :{PORT}")],
-                )
-                .output()
-                .ok()?;
-            (!out.stdout.is_empty()).then_some(())
-        });
-        assert!(ready.is_some(), "iperf3 -s did not listen");
-        Reaped(child)
     }
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
+/// `iperf3 -s` in the server namespace, its output in `log`.
+fn iperf3_server(p: &Pair, log: &Path) -> Reaped {
+    let iperf3 = require_tool("iperf3").expect("iperf3");
+    let file = std::fs::File::create(log).expect("log");
+    let child = p
+        .exec(&p.server, &iperf3, &["-s", "-p", &PORT.to_string()])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("dup"))
+        .stderr(file)
+        .spawn()
+        .expect("iperf3 -s");
+    // Listening once `ss` shows the socket.
+    let ready = eventually(Duration::from_secs(5), || {
+        let out = p
+            .exec(
+                &p.server,
+                Path::new("ss"),
+                &["-Hltn", &format!("sport = :{PORT}")],
+            )
+            .output()
+            .ok()?;
+        (!out.stdout.is_empty()).then_some(())
+    });
+    assert!(ready.is_some(), "iperf3 -s did not listen");
+    Reaped(child)
 }
 
 /// Killed and reaped on drop.
@@ -221,15 +140,15 @@ fn iperf3_reference(p: &Pair, reverse: bool) -> f64 {
 #[test]
 fn measured_rate_matches_tbf_shaping_both_ways_and_is_judged_on_scaled_thresholds() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(p) = Pair::new() else {
+    let Some(p) = pair() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let _server = p.iperf3_server(&dir.path().join("iperf3.log"));
+    let _server = iperf3_server(&p, &dir.path().join("iperf3.log"));
     let cfg = config(dir.path(), "");
     // Thresholds scaled for the test: ≥ 300 Mbit/s pass, < 150 fail.
     for (mbit, verdict, code) in [(400u32, "pass", 0), (200, "warn", 1), (100, "fail", 2)] {
-        p.shape(mbit);
+        shape(&p, mbit);
         for reverse in [false, true] {
             let (rc, r) = measure(&p, dir.path(), &cfg, reverse);
             let bps = r["bits_per_second"].as_f64().expect("bits_per_second");
@@ -259,16 +178,16 @@ fn measured_rate_matches_tbf_shaping_both_ways_and_is_judged_on_scaled_threshold
 #[test]
 fn scheduled_tests_export_the_rate_run_one_at_a_time_and_a_stop_tells_the_server() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(p) = Pair::new() else {
+    let Some(p) = pair() else {
         return;
     };
     let Some(curl) = require_tool("curl") else {
         return;
     };
-    p.shape(400);
+    shape(&p, 400);
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("iperf3.log");
-    let _server = p.iperf3_server(&log);
+    let _server = iperf3_server(&p, &log);
     let cfg = config(
         dir.path(),
         "enabled = true\ninterval = \"7s\"\nduration = \"3s\"\nparallel = 4\n",
