@@ -89,6 +89,11 @@ pub fn build_all(
             registry,
             facts.clone(),
         )),
+        Box::new(crate::path::PathDomain::new(
+            config,
+            registry,
+            Box::new(crate::path::probe::UdpTracer),
+        )),
         Box::new(crate::dns::DnsDomain::new(
             config,
             host.clone(),

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod nodeconfig;
+pub mod path;
 pub mod registry;
 pub mod report;
 pub mod state;
