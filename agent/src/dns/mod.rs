@@ -199,16 +199,26 @@ impl DnsDomain {
     fn run_host(&self, api: Option<&str>, checks: &mut Vec<Check>) {
         let hr = match resolvconf::read(&self.host) {
             Ok(hr) => hr,
+            // Without the file the C library asks a nameserver on this host
+            // (127.0.0.1), a legitimate setup (a local unbound or dnsmasq).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                checks.push(Check::not_applicable(
+                    DOMAIN,
+                    "host",
+                    format!(
+                        "no {}: the C library asks a nameserver on this host (127.0.0.1)",
+                        resolvconf::RESOLV_CONF
+                    ),
+                ));
+                return;
+            }
             Err(e) => {
-                checks.push(
-                    Check::new(
-                        DOMAIN,
-                        "host",
-                        Status::Fail,
-                        format!("cannot read {}: {e}", resolvconf::RESOLV_CONF),
-                    )
-                    .with_remedy("the node cannot resolve names without it"),
-                );
+                checks.push(Check::new(
+                    DOMAIN,
+                    "host",
+                    Status::Unknown,
+                    format!("cannot read {}: {e}", resolvconf::RESOLV_CONF),
+                ));
                 return;
             }
         };
