@@ -89,6 +89,11 @@ pub fn build_all(
             registry,
             facts.clone(),
         )),
+        Box::new(crate::ports::PortsDomain::new(
+            config,
+            host.clone(),
+            facts.clone(),
+        )),
         Box::new(crate::path::PathDomain::new(
             config,
             registry,

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod nodeconfig;
 pub mod path;
+pub mod ports;
 pub mod registry;
 pub mod report;
 pub mod state;
