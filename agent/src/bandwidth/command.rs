@@ -171,7 +171,21 @@ fn run_cancellable(spec: TestSpec) -> Result<TestResult, CommandError> {
                     let _ = e.flush();
                 }
             };
-            let r = client::run(&spec, &c, &mut show);
+            let mut r = client::run(&spec, &c, &mut show);
+            // iperf3 (3.12) closes its listening socket for a moment
+            // between two tests: a refused connection gets two more tries.
+            for _ in 0..2 {
+                match &r {
+                    Err(BandwidthError::Connect { source, .. })
+                        if source.kind() == std::io::ErrorKind::ConnectionRefused
+                            && !c.is_cancelled() =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        r = client::run(&spec, &c, &mut show);
+                    }
+                    _ => break,
+                }
+            }
             if tty {
                 eprint!("\r\x1b[K");
             }

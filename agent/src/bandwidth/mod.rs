@@ -37,6 +37,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// the wait before each.
 const BUSY_RETRIES: u32 = 3;
 const BUSY_WAIT: Duration = Duration::from_secs(5);
+const REFUSED_WAIT: Duration = Duration::from_secs(1);
 /// The first scheduled round starts this long after the agent (or at the
 /// interval, if shorter): a restart loop must not flood the link.
 const FIRST_ROUND_DELAY: Duration = Duration::from_secs(60);
@@ -265,14 +266,22 @@ impl Job {
         };
         self.metrics.running.set(1);
         // Several nodes may share one server, which runs one test at a
-        // time: a busy server gets a few more tries.
+        // time: a busy server gets a few more tries. iperf3 (3.12) also
+        // closes its listening socket for a moment between two tests: a
+        // refused connection is retried sooner.
         let mut r = client::run(&spec, &self.cancel, &mut |_| {});
         for _ in 0..BUSY_RETRIES {
-            if !matches!(r, Err(client::BandwidthError::Busy { .. })) {
-                break;
-            }
-            let wait = Instant::now() + BUSY_WAIT;
-            while Instant::now() < wait && !self.cancel.is_cancelled() {
+            let wait = match &r {
+                Err(client::BandwidthError::Busy { .. }) => BUSY_WAIT,
+                Err(client::BandwidthError::Connect { source, .. })
+                    if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    REFUSED_WAIT
+                }
+                _ => break,
+            };
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.cancel.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             r = client::run(&spec, &self.cancel, &mut |_| {});
