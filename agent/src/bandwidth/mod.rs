@@ -96,21 +96,41 @@ fn scheduled(targets: &[NetworkTarget]) -> Vec<Scheduled> {
         .collect()
 }
 
+/// Why a target names no address.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("the target is empty: expected HOST or HOST:PORT")]
+    Empty,
+    #[error("{target:?}: expected [IPV6]:PORT")]
+    Syntax { target: String },
+    #[error("{target:?}: port {port:?} is not a number from 1 to 65535")]
+    Port { target: String, port: String },
+    #[error("cannot resolve {host:?}: {source}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{host:?} resolves to no address")]
+    NoAddress { host: String },
+}
+
 /// `host`, `host:port`, `[v6]:port` or a bare IPv6 address → a socket
 /// address (the first the resolver returns).
-pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, String> {
+pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, TargetError> {
     let t = target.trim();
     if t.is_empty() {
-        return Err("the target is empty: expected HOST or HOST:PORT".into());
+        return Err(TargetError::Empty);
     }
+    let syntax = || TargetError::Syntax {
+        target: t.to_owned(),
+    };
     let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-        let (h, after) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("{t:?}: missing ']' after the IPv6 address"))?;
+        let (h, after) = rest.split_once(']').ok_or_else(syntax)?;
         match after.strip_prefix(':') {
             Some(p) => (h, p),
             None if after.is_empty() => (h, ""),
-            None => return Err(format!("{t:?}: expected [ADDRESS]:PORT")),
+            None => return Err(syntax()),
         }
     } else if t.matches(':').count() == 1 {
         t.split_once(':').unwrap_or((t, ""))
@@ -123,13 +143,21 @@ pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, String> {
         port.parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{t:?}: port {port:?} is not a number from 1 to 65535"))?
+            .ok_or_else(|| TargetError::Port {
+                target: t.to_owned(),
+                port: port.to_owned(),
+            })?
     };
     (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
+        .map_err(|source| TargetError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{host:?} resolves to no address"))
+        .ok_or_else(|| TargetError::NoAddress {
+            host: host.to_owned(),
+        })
 }
 
 impl BandwidthDomain {
@@ -251,7 +279,7 @@ impl Job {
     fn one(&self, t: &Scheduled, direction: Direction) -> Outcome {
         let addr = match resolve(&t.address, t.port) {
             Ok(a) => SocketAddr::new(a.ip(), t.port),
-            Err(e) => return Outcome::Failed(e),
+            Err(e) => return Outcome::Failed(e.to_string()),
         };
         let _lock = match lock::try_acquire(&self.host) {
             Ok(l) => l,
@@ -391,7 +419,8 @@ mod tests {
             Ok("[::1]:5201".parse().expect("addr"))
         );
         let e = resolve("127.0.0.1:http", 5201).unwrap_err();
-        assert!(e.contains("port \"http\""), "{e}");
+        assert!(matches!(e, TargetError::Port { .. }), "{e}");
+        assert!(e.to_string().contains("port \"http\""), "{e}");
         assert!(resolve("", 1).is_err());
     }
 
