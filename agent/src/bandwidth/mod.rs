@@ -403,20 +403,20 @@ mod tests {
     #[test]
     fn targets_resolve_with_and_without_a_port() {
         assert_eq!(
-            resolve("127.0.0.1", 5201),
-            Ok("127.0.0.1:5201".parse().expect("addr"))
+            resolve("127.0.0.1", 5201).ok(),
+            Some("127.0.0.1:5201".parse().expect("addr"))
         );
         assert_eq!(
-            resolve("127.0.0.1:6000", 5201),
-            Ok("127.0.0.1:6000".parse().expect("addr"))
+            resolve("127.0.0.1:6000", 5201).ok(),
+            Some("127.0.0.1:6000".parse().expect("addr"))
         );
         assert_eq!(
-            resolve("[::1]:7", 5201),
-            Ok("[::1]:7".parse().expect("addr"))
+            resolve("[::1]:7", 5201).ok(),
+            Some("[::1]:7".parse().expect("addr"))
         );
         assert_eq!(
-            resolve("::1", 5201),
-            Ok("[::1]:5201".parse().expect("addr"))
+            resolve("::1", 5201).ok(),
+            Some("[::1]:5201".parse().expect("addr"))
         );
         let e = resolve("127.0.0.1:http", 5201).unwrap_err();
         assert!(matches!(e, TargetError::Port { .. }), "{e}");
