@@ -324,3 +324,75 @@ fn scheduled_tests_export_the_rate_run_one_at_a_time_and_a_stop_tells_the_server
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn the_command_names_bad_targets_reports_a_dead_server_and_an_interrupt_tells_the_server() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(p) = pair() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), "");
+    let run = |target: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--root",
+            dir.path().to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "bandwidth",
+            "--target",
+            target,
+        ];
+        args.extend_from_slice(extra);
+        p.exec(&p.client, &agent_bin(), &args)
+    };
+    // A bad port is a usage error that names it.
+    let out = run(&format!("{SERVER}:http"), &[]).output().expect("agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("port \"http\""), "{err}");
+    // Nobody listening: unavailable, with the address.
+    let out = run(SERVER, &["--duration", "1s"]).output().expect("agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot connect to the iperf3 server at {SERVER}:{PORT}"
+        )),
+        "{err}"
+    );
+
+    // Ctrl-C two seconds into a 30-second test.
+    let log = dir.path().join("iperf3.log");
+    let _server = iperf3_server(&p, &log);
+    shape(&p, 200);
+    let mut child = run(SERVER, &["--duration", "30s", "--reverse"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    std::thread::sleep(Duration::from_secs(2));
+    let interrupted = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = eventually(Duration::from_secs(10), || child.try_wait().ok().flatten())
+        .expect("the command exits");
+    let waited = interrupted.elapsed();
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("was cancelled"), "{err}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let told = eventually(Duration::from_secs(5), || {
+        let t = std::fs::read_to_string(&log).ok()?;
+        t.contains("the client has terminated").then_some(())
+    });
+    assert!(
+        told.is_some(),
+        "the iperf3 server was not told: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
