@@ -21,6 +21,35 @@ impl Drop for Reaped {
     }
 }
 
+/// dnsmasq as the resolver in the server namespace: a private and a public
+/// answer for the API names, a public one for the AWS service endpoints.
+fn dnsmasq_in(p: &Pair, dnsmasq: &Path, listen: &str) -> Reaped {
+    let child = p
+        .exec(
+            &p.server,
+            dnsmasq,
+            &[
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={listen}"),
+                "--pid-file=",
+                "--address=/api.private.test/10.0.1.20",
+                "--address=/api.public.test/54.239.1.20",
+                "--address=/amazonaws.com/54.239.28.85",
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    std::thread::sleep(Duration::from_millis(500));
+    Reaped(child)
+}
+
 fn check(p: &Pair, root: &Path) -> serde_json::Value {
     let cfg = root.join("agent.toml");
     let out = p
@@ -51,29 +80,7 @@ fn resolvers_are_asked_over_udp_and_tcp_and_public_answers_and_dropped_tcp_fail(
     let Some(p) = Pair::new("10.81.0") else {
         return;
     };
-    let _dnsmasq = Reaped(
-        p.exec(
-            &p.server,
-            &dnsmasq,
-            &[
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={RESOLVER}"),
-                "--pid-file=",
-                "--address=/api.private.test/10.0.1.20",
-                "--address=/api.public.test/54.239.1.20",
-            ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq"),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    let _dnsmasq = dnsmasq_in(&p, &dnsmasq, RESOLVER);
     let root = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
     std::fs::write(
@@ -146,4 +153,81 @@ fn resolvers_are_asked_over_udp_and_tcp_and_public_answers_and_dropped_tcp_fail(
         .unwrap_or_default()
         .to_owned();
     assert!(remedy.contains("open TCP 53"), "{remedy}");
+}
+
+/// `ip netns exec` bind-mounts /etc/netns/NS/resolv.conf over
+/// /etc/resolv.conf: the namespace's C library resolver. Removed on drop.
+struct NetnsResolvConf(std::path::PathBuf);
+
+impl NetnsResolvConf {
+    fn new(ns: &str, text: &str) -> Self {
+        let dir = Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/NS");
+        std::fs::write(dir.join("resolv.conf"), text).expect("write");
+        NetnsResolvConf(dir)
+    }
+}
+
+impl Drop for NetnsResolvConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn the_host_resolver_is_reported_with_its_answers_for_the_api_endpoint_and_aws() {
+    let Some(dnsmasq) = require_tool("dnsmasq") else {
+        return;
+    };
+    let Some(p) = Pair::new("10.82.0") else {
+        return;
+    };
+    // The same resolver, at this pair's address.
+    let server = "10.82.0.2";
+    let _dnsmasq = dnsmasq_in(&p, &dnsmasq, server);
+    let resolv = format!("nameserver {server}\n");
+    let _netns_resolv = NetnsResolvConf::new(&p.client, &resolv);
+    let root = tempfile::tempdir().expect("tempdir");
+    for dir in ["etc/nodeadm", "var/lib/kubelet"] {
+        std::fs::create_dir_all(root.path().join(dir)).expect("mkdir");
+    }
+    std::fs::write(root.path().join("etc/resolv.conf"), &resolv).expect("write");
+    // The region (for STS and SSM) from a NodeConfig; the API endpoint from
+    // the kubelet's kubeconfig, as after `nodeadm init`.
+    std::fs::copy(
+        hybrid_node_agent_e2e::fixture("nodeconfig/harbor-ssm.yaml"),
+        root.path().join("etc/nodeadm/nodeconfig.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(root.path().join("agent.toml"), "").expect("write");
+    for (api, status) in [("api.private.test", "pass"), ("api.public.test", "warn")] {
+        std::fs::write(
+            root.path().join("var/lib/kubelet/kubeconfig"),
+            format!("clusters:\n- cluster:\n    server: https://{api}\n"),
+        )
+        .expect("write");
+        let r = check(&p, root.path());
+        let (s, summary) = check_in(&r, "dns", "host");
+        assert_eq!(s, "pass", "{summary}");
+        assert!(
+            summary.contains(&format!("nameservers {server}")),
+            "{summary}"
+        );
+        let (s, summary) = check_in(&r, "dns", &format!("host/{api}"));
+        assert_eq!(s, status, "{summary}");
+        if status == "warn" {
+            assert!(summary.contains("public 54.239.1.20"), "{summary}");
+        } else {
+            assert!(summary.contains("to 10.0.1.20 (private)"), "{summary}");
+        }
+        for svc in ["sts", "ssm"] {
+            let (s, summary) = check_in(
+                &r,
+                "dns",
+                &format!("host/{svc}.ap-northeast-2.amazonaws.com"),
+            );
+            assert_eq!(s, "pass", "{summary}");
+            assert!(summary.contains("54.239.28.85 (public)"), "{summary}");
+        }
+    }
 }
