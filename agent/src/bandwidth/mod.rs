@@ -442,5 +442,23 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].status, Status::NotApplicable);
         assert!(c[0].summary.contains("enabled = true"), "{}", c[0].summary);
+
+        // Turned on: a worker waits for its first round; the check says the
+        // target is not measured yet. Turned off again: the worker stops.
+        config.network.bandwidth.enabled = true;
+        d.reconfigure(&config);
+        assert!(d.worker.is_some());
+        let c = d.run();
+        assert_eq!(c[0].id, "bandwidth/vpc/egress");
+        assert_eq!(c[0].status, Status::Unknown);
+        assert!(
+            c[0].summary.contains("not measured yet"),
+            "{}",
+            c[0].summary
+        );
+        assert_eq!(c[1].id, "bandwidth/vpc/ingress");
+        config.network.bandwidth.enabled = false;
+        d.reconfigure(&config);
+        assert!(d.worker.is_none());
     }
 }
