@@ -45,6 +45,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, AppError> {
         }
         Command::Render(args) => crate::commands::render::render(&source.load()?, &host, &args),
         Command::Reload(args) => crate::commands::reload::reload(&source, &args),
+        Command::Bandwidth(args) => {
+            let config = source.load()?;
+            crate::logging::init("warn");
+            let req = crate::bandwidth::command::Request {
+                target: args.target,
+                duration: args.duration,
+                parallel: args.parallel,
+                window: args.window,
+                reverse: args.reverse,
+                json: args.output == crate::cli::Output::Json,
+            };
+            Ok(crate::bandwidth::command::run(
+                &config.network.bandwidth,
+                &host,
+                &req,
+            )?)
+        }
         Command::Check(args) => {
             let config = source.load()?;
             // The report is the output; only problems are logged.

@@ -58,6 +58,28 @@ pub fn build_all(
             registry,
             facts.clone(),
         )),
+        Box::new(crate::ports::PortsDomain::new(
+            config,
+            host.clone(),
+            facts.clone(),
+        )),
+        Box::new(crate::path::PathDomain::new(
+            config,
+            registry,
+            Box::new(crate::path::probe::UdpTracer),
+        )),
+        Box::new(crate::dns::DnsDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            Box::new(crate::dns::query::NetLookup),
+        )),
+        Box::new(crate::bandwidth::BandwidthDomain::new(
+            config,
+            host.clone(),
+            registry,
+        )),
     ]
 }
 

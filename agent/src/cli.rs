@@ -4,6 +4,20 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Exit codes from `sysexits.h`, as daemons conventionally use them.
+pub mod exit {
+    /// Bad usage or configuration.
+    pub const USAGE: u8 = 64;
+    /// An input file (a NodeConfig given on the command line) is invalid.
+    pub const DATAERR: u8 = 65;
+    /// An input file cannot be read.
+    pub const NOINPUT: u8 = 66;
+    /// A needed resource (the listen address) is unavailable.
+    pub const UNAVAILABLE: u8 = 69;
+    /// An internal error.
+    pub const SOFTWARE: u8 = 70;
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hybrid-node-agent",
@@ -55,6 +69,10 @@ pub enum Command {
     /// systemd's ExecReload. An invalid config is reported with
     /// file:line:column and exit 64; the agent keeps the config in force
     Reload(ReloadArgs),
+    /// Measure throughput against an iperf3 server (`iperf3 -s` in the
+    /// VPC) with the built-in client; exit 0 pass, 1 warn, 2 fail against
+    /// [network.bandwidth]'s thresholds
+    Bandwidth(BandwidthArgs),
     /// Print the version
     Version,
     /// Print a shell completion script (bash, zsh, fish, …)
@@ -69,6 +87,28 @@ pub struct RunArgs {
     /// Listen address of the HTTP endpoint, overriding agent.listen
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BandwidthArgs {
+    /// The iperf3 server: HOST, HOST:PORT or [IPV6]:PORT (port 5201 by default)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub target: String,
+    /// Test length (whole seconds, at most 5m)
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub duration: crate::config::Interval,
+    /// Parallel TCP streams
+    #[arg(long, short = 'P', value_name = "N", default_value_t = 10)]
+    pub parallel: u16,
+    /// Socket buffer size per stream, e.g. 512K [default: network.bandwidth.window]
+    #[arg(long, short = 'w', value_name = "BYTES")]
+    pub window: Option<String>,
+    /// Measure the target → node direction (AWS → on-premises)
+    #[arg(long, short = 'R')]
+    pub reverse: bool,
+    /// Output format
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, clap::Args)]

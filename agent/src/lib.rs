@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod assemble;
+pub mod bandwidth;
 pub mod check;
 pub mod cli;
 pub mod commands;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod containerd;
 pub mod daemon;
 pub mod deadline;
+pub mod dns;
 pub mod domain;
 pub mod edge;
 pub mod facts;
@@ -29,6 +31,8 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod nodeconfig;
+pub mod path;
+pub mod ports;
 pub mod registry;
 pub mod report;
 pub mod state;

@@ -5,6 +5,8 @@
 //! Under `CI=true` a missing tool fails the test; elsewhere it is skipped
 //! with a message on stderr.
 
+pub mod netns;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

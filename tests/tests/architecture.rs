@@ -18,13 +18,17 @@ use hybrid_node_agent_e2e::repo_root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const DOMAINS: [&str; 6] = [
+const DOMAINS: [&str; 10] = [
     "lifecycle",
     "nodeconfig",
     "containerd",
     "registry",
     "gpu",
     "net",
+    "dns",
+    "path",
+    "ports",
+    "bandwidth",
 ];
 const ENTRY: [&str; 4] = ["app", "commands", "daemon", "assemble"];
 

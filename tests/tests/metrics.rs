@@ -124,12 +124,18 @@ fn families(scrape: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
     out
 }
 
-/// Families documented as present only on NVIDIA hosts.
+/// Families documented as present only on NVIDIA hosts or once a
+/// scheduled bandwidth test has run, or with `[[network.resolver]]`.
 fn conditional() -> BTreeSet<String> {
     let doc =
         std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
     doc.lines()
-        .filter(|l| l.starts_with("| `hybrid_node_") && l.contains("(NVIDIA hosts)"))
+        .filter(|l| {
+            l.starts_with("| `hybrid_node_")
+                && (l.contains("(NVIDIA hosts)")
+                    || l.contains("(after a bandwidth test)")
+                    || l.contains("(with a resolver)"))
+        })
         .filter_map(|l| {
             l.split('|')
                 .nth(1)

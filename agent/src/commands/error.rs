@@ -4,19 +4,7 @@ use crate::config::ConfigError;
 use crate::daemon::DaemonError;
 use std::process::ExitCode;
 
-/// Exit codes from `sysexits.h`, as daemons conventionally use them.
-pub mod exit {
-    /// Bad usage or configuration.
-    pub const USAGE: u8 = 64;
-    /// An input file (a NodeConfig given on the command line) is invalid.
-    pub const DATAERR: u8 = 65;
-    /// An input file cannot be read.
-    pub const NOINPUT: u8 = 66;
-    /// A needed resource (the listen address) is unavailable.
-    pub const UNAVAILABLE: u8 = 69;
-    /// An internal error.
-    pub const SOFTWARE: u8 = 70;
-}
+pub use crate::cli::exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -39,6 +27,9 @@ pub enum AppError {
         at: String,
         message: String,
     },
+    /// `bandwidth`: the test could not run, or was interrupted.
+    #[error(transparent)]
+    Bandwidth(#[from] crate::bandwidth::command::CommandError),
     /// `reload`: the agent process could not be signalled.
     #[error("cannot signal the agent (pid {pid}) to reload: {source}")]
     Signal {
@@ -58,6 +49,7 @@ impl AppError {
             AppError::Read { .. } => exit::NOINPUT,
             AppError::Invalid { .. } => exit::DATAERR,
             AppError::Signal { .. } => exit::UNAVAILABLE,
+            AppError::Bandwidth(e) => e.exit_code(),
         })
     }
 }

@@ -4,6 +4,8 @@
 //! file, line and column. `packaging/config.toml` documents every key; a test
 //! keeps that file and this module in agreement.
 
+pub mod bandwidth;
+pub mod dns;
 mod gpu;
 mod interval;
 mod network;
@@ -154,6 +156,10 @@ impl Config {
                 "network warn thresholds must not exceed the critical ones".into(),
             ));
         }
+        n.bandwidth.validate().map_err(|e| invalid(e.0))?;
+        for r in &n.resolver {
+            r.validate().map_err(|e| invalid(e.0))?;
+        }
         let mut names = std::collections::BTreeSet::new();
         for t in
             std::iter::once(n.expected_mtu).chain(n.target.iter().filter_map(|t| t.expected_mtu))
@@ -227,3 +233,9 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
+
+/// A setting whose value cannot be used: which one and why (the message
+/// names the setting). Wrapped with the file in [`ConfigError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);

@@ -30,8 +30,13 @@ pub struct NetworkConfig {
     /// Loss ratios (0.0001 = 0.01 %).
     pub loss_warn: f64,
     pub loss_critical: f64,
+    /// Scheduled iperf3 bandwidth tests (`[network.bandwidth]`).
+    pub bandwidth: super::bandwidth::BandwidthConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<NetworkTarget>,
+    /// DNS servers to query over UDP and TCP (`[[network.resolver]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolver: Vec<super::dns::ResolverEntry>,
 }
 
 impl Eq for NetworkConfig {}
@@ -51,7 +56,9 @@ impl Default for NetworkConfig {
             jitter_critical: Interval(Duration::from_millis(5)),
             loss_warn: 0.0001,
             loss_critical: 0.001,
+            bandwidth: Default::default(),
             target: Vec::new(),
+            resolver: Vec::new(),
         }
     }
 }
@@ -72,4 +79,7 @@ pub struct NetworkTarget {
     /// Measure TCP connect time to this port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_port: Option<u16>,
+    /// Port of an `iperf3 -s` at this address: scheduled bandwidth tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iperf_port: Option<u16>,
 }

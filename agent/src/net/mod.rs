@@ -28,8 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 pub const DOMAIN: &str = crate::check::names::NETWORK;
-/// The kubelet's kubeconfig after `nodeadm init`: its `server:` is the API endpoint.
-pub const KUBELET_KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
+pub use crate::model::endpoint::{parse_endpoint, KUBELET_KUBECONFIG};
 const API_TARGET: &str = "api-server";
 use metrics::*;
 
@@ -95,6 +94,7 @@ impl NetworkDomain {
                         // EKS API endpoints do not answer ICMP: TCP only.
                         icmp: false,
                         tcp_port: Some(port),
+                        iperf_port: None,
                     },
                     expected_mtu: self.cfg.expected_mtu,
                 });
@@ -122,22 +122,6 @@ impl NetworkDomain {
         })?;
         parse_endpoint(&url)
     }
-}
-
-/// `https://host:port/…` → (host, port); port 443 by default.
-pub fn parse_endpoint(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or(url);
-    let authority = rest.split('/').next()?;
-    if authority.is_empty() {
-        return None;
-    }
-    Some(match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => (h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?),
-        _ => (authority.to_owned(), 443),
-    })
 }
 
 impl Domain for NetworkDomain {

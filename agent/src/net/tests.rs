@@ -23,6 +23,7 @@ fn loopback_target_end_to_end() {
         expected_mtu: Some(9000),
         icmp: true,
         tcp_port: None,
+        iperf_port: None,
     });
     let mut registry = crate::metrics::new_registry();
     let mut d = NetworkDomain::new(&config, Host::default(), &mut registry, Facts::default());
