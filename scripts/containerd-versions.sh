@@ -26,18 +26,13 @@ CACHE=$(cd "$CACHE" && pwd)
 
 die() { echo "containerd-versions.sh: $*" >&2; exit 1; }
 
-# The first Debian archive URI in the apt sources (deb822 or one-line form).
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 mirror() {
   local uri
-  uri=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-          | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
-          | grep -v -- '-security' | head -n1 || true)
-  fi
-  [ -n "$uri" ] || die "no Debian mirror in the apt sources"
-  echo "${uri%/}"
+  uri=$(apt_mirror)
+  [ -n "$uri" ] || { die "no Debian mirror in the apt sources"; }
+  echo "$uri"
 }
 
 get() { curl -fsS --retry 3 --max-time 300 -o "$2" "$1" || die "cannot download $1"; }

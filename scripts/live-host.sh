@@ -19,16 +19,11 @@ CACHE=$(cd "$CACHE" && pwd)
 ROOT=$CACHE/bookworm-root
 DEBS=$CACHE/debs
 
-# The first Debian archive URI in the apt sources (deb822 or one-line form).
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 mirror() {
   local uri
-  uri=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
-  if [ -z "$uri" ]; then
-    uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-          | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' \
-          | grep -v -- '-security' | head -n1 || true)
-  fi
+  uri=$(apt_mirror)
   [ -n "$uri" ] || { echo "live-host.sh: no Debian mirror in the apt sources" >&2; exit 1; }
   echo "$uri"
 }

@@ -64,23 +64,7 @@ impl DnsDomain {
     /// The API server's host name, from the kubelet kubeconfig (after
     /// init) or the NodeConfig.
     fn api_host(&self) -> Option<String> {
-        let url =
-            std::fs::read_to_string(self.host.path(crate::model::endpoint::KUBELET_KUBECONFIG))
-                .ok()
-                .and_then(|t| {
-                    t.lines().find_map(|l| {
-                        l.trim()
-                            .strip_prefix("server:")
-                            .map(|s| s.trim().trim_matches('"').to_owned())
-                    })
-                })
-                .or_else(|| {
-                    self.facts
-                        .nodeconfig()
-                        .map(|nc| nc.config.spec.cluster.api_server_endpoint.clone())
-                        .filter(|s| !s.is_empty())
-                })?;
-        crate::model::endpoint::parse_endpoint(&url)
+        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref())
             .map(|(h, _)| h)
             .filter(|h| h.parse::<IpAddr>().is_err())
     }

@@ -20,3 +20,26 @@ pub fn parse_endpoint(url: &str) -> Option<(String, u16)> {
         _ => (authority.to_owned(), 443),
     })
 }
+
+/// The API server as the host knows it: the kubelet kubeconfig's `server:`
+/// (after init), else the NodeConfig's `apiServerEndpoint`; as host and port.
+pub fn api_server(
+    host: &crate::host::Host,
+    nodeconfig: Option<&super::nodeconfig::Loaded>,
+) -> Option<(String, u16)> {
+    let from_kubeconfig = std::fs::read_to_string(host.path(KUBELET_KUBECONFIG))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("server:")
+                    .map(|s| s.trim().trim_matches('"').to_owned())
+            })
+        });
+    let url = from_kubeconfig.or_else(|| {
+        nodeconfig
+            .map(|nc| nc.config.spec.cluster.api_server_endpoint.clone())
+            .filter(|s| !s.is_empty())
+    })?;
+    parse_endpoint(&url)
+}

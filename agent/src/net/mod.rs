@@ -105,22 +105,7 @@ impl NetworkDomain {
 
     /// The API server from the kubelet kubeconfig (after init) or the NodeConfig.
     fn api_endpoint(&self) -> Option<(String, u16)> {
-        let from_kubeconfig = std::fs::read_to_string(self.host.path(KUBELET_KUBECONFIG))
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.trim()
-                        .strip_prefix("server:")
-                        .map(|s| s.trim().trim_matches('"').to_owned())
-                })
-            });
-        let url = from_kubeconfig.or_else(|| {
-            self.facts
-                .nodeconfig()
-                .map(|nc| nc.config.spec.cluster.api_server_endpoint.clone())
-                .filter(|s| !s.is_empty())
-        })?;
-        parse_endpoint(&url)
+        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref())
     }
 }
 
