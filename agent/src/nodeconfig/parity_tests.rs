@@ -416,3 +416,23 @@ fn what_nodeadm_lets_through_only_warns() {
         "{summary}"
     );
 }
+
+/// Found by the `nodeconfig` fuzz target: a wrong `apiVersion` is quoted in
+/// the schema warning, and a value the admin pasted there can hold the
+/// activation code. No message may show it, whatever field carries it.
+#[test]
+fn the_activation_code_is_never_quoted_from_another_field() {
+    let code = "Xk3pQ9vL2mN8rT5wY7zA1bC4dE6fG0hJ";
+    let text = format!(
+        "apiVersion: node.eks.a{code}\"\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: us-west-2\n  hybrid:\n    ssm:\n      activationCode: \"{code}\"\n      activationId: \"0f1e2dc3-4b5a-6978-8a9b-0c1d2e3f4a5b\"\n"
+    );
+    let (_, checks) = eval(&text);
+    let (status, summary) = check(&checks, "schema");
+    assert_eq!(*status, Status::Warn, "{summary}");
+    assert!(summary.contains("apiVersion"), "{summary}");
+    assert!(summary.contains("<activation code>"), "{summary}");
+    for c in &checks {
+        assert!(!c.summary.contains(code), "{}: {}", c.id, c.summary);
+        assert!(!c.remedy.as_deref().unwrap_or("").contains(code));
+    }
+}
