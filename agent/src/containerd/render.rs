@@ -50,6 +50,21 @@ pub fn correct(inline: &str, sandbox_image: Option<&str>) -> Result<Corrected, C
     // beside nodeadm's version 2 main file loses nodeadm's settings), and
     // nothing go-toml v1 rejects.
     let mut rewritten = super::downgrade::to_v2(&mut doc);
+    let mut moved = moved;
+    if v3 {
+        // Tables under version 2's CRI path were inert in a version 3 file;
+        // written as version 2 they take effect: move them out too, so the
+        // correction is final in one pass.
+        if let Ok(now_v2) = ContainerdConfig::parse(&doc.to_string()) {
+            for r in now_v2.registries() {
+                if (!r.endpoints.is_empty() || r.has_tls) && !moved.iter().any(|m| m.host == r.host)
+                {
+                    moved.push(r);
+                }
+            }
+        }
+        remove_legacy_registry(&mut doc, CRI_V2);
+    }
     if super::downgrade::to_toml10(&mut doc) {
         rewritten.push(
             "TOML 1.1 syntax written as TOML 1.0 (containerd 1.x's parser rejects it)".to_owned(),
@@ -360,5 +375,30 @@ mod tests {
         assert!(!out.contains("s3cr3t"));
         assert!(out.contains("username = \"u\""));
         assert!(out.ends_with('\n'));
+    }
+
+    /// Found by the `containerd_toml` fuzz target: a version 3 file with
+    /// legacy registry tables under version 2's CRI path. Written as version
+    /// 2 they take effect, so they must be moved out in the same pass: a
+    /// second correction changes nothing.
+    #[test]
+    fn a_v3_file_with_v2_registry_tables_is_corrected_in_one_pass() {
+        let text = "version = 3\n\
+            [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"harbor.example.internal\"]\n\
+            endpoint = [\"https://mirror.local:8443\"]\n\
+            [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n\
+            runtime_type = \"io.containerd.runc.v2\"\n";
+        let once = correct(text, Some("localhost/kubernetes/pause")).expect("corrects");
+        assert!(!once.text.contains("registry.mirrors"), "{}", once.text);
+        assert!(
+            once.moved
+                .iter()
+                .any(|r| r.host == "harbor.example.internal"),
+            "{:?}",
+            once.moved
+        );
+        let twice = correct(&once.text, Some("localhost/kubernetes/pause")).expect("corrects");
+        assert_eq!(twice.text, once.text);
+        assert!(twice.moved.is_empty());
     }
 }
