@@ -2,6 +2,7 @@
 //! ground truth of the configuration it would run with (and of whether it
 //! would start at all).
 
+use super::exec::{output, ExecError};
 use crate::model::containerd::Version;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,27 +65,24 @@ impl ContainerdTool for Binary {
     }
 
     fn dump(&self, main: &Path) -> Result<String, DumpError> {
-        let out = Command::new(&self.program)
-            .arg("--config")
-            .arg(main)
-            .args(["config", "dump"])
-            .output()
-            .map_err(|source| DumpError::Spawn {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--config").arg(main).args(["config", "dump"]);
+        output(&mut cmd, "`containerd config dump`").map_err(|e| match e {
+            ExecError::Spawn { source, .. } => DumpError::Spawn {
                 program: self.program.clone(),
                 source,
-            })?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            // The last line is containerd's fatal error
-            // ("containerd: failed to load TOML …"); log lines come before.
-            let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-            let last = last.trim().trim_start_matches("containerd: ");
-            return Err(DumpError::Refused(if last.is_empty() {
-                format!("exit status {}", out.status)
-            } else {
-                last.to_owned()
-            }));
-        }
-        String::from_utf8(out.stdout).map_err(|_| DumpError::NotUtf8)
+            },
+            // The last line is containerd's fatal error ("containerd:
+            // failed to load TOML …"); log lines come before.
+            ExecError::Failed { status, detail, .. } => {
+                let last = detail.trim_start_matches("containerd: ");
+                DumpError::Refused(if last.is_empty() {
+                    format!("exit status {status}")
+                } else {
+                    last.to_owned()
+                })
+            }
+            ExecError::NotUtf8 { .. } => DumpError::NotUtf8,
+        })
     }
 }

@@ -203,16 +203,13 @@ impl Connections {
     }
 
     /// How many connections are open now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .by_id
             .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

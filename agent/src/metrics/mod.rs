@@ -82,7 +82,7 @@ impl CoreMetrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         let start = Gauge::<f64, AtomicU64>::default();
-        start.set(unix_seconds(started));
+        start.set(crate::time::unix_seconds(started));
         registry.register_with_unit(
             "agent_start_time",
             "Time the agent started, in seconds since the Unix epoch",
@@ -235,8 +235,6 @@ pub fn encode(registry: &Registry, format: Format) -> Result<String, std::fmt::E
         Format::Prometheus => expfmt::to_prometheus_text(&om),
     })
 }
-
-pub use crate::time::unix_seconds;
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ pub struct Edges {
 /// few hundred kilobytes.
 const MAX_BUNDLE: u64 = 16 * crate::host::MAX_PEM_FILE;
 
-pub use crate::domain::Mode;
+use crate::domain::Mode;
 
 use metrics::*;
 
