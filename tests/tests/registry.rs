@@ -493,7 +493,10 @@ fn sigkill_during_reconciles_never_leaves_a_broken_hosts_toml() {
         out.sort();
         out
     };
-    let rounds = 200;
+    // Rounds go on until enough kills have landed both mid-run and after a
+    // write (a loaded machine shifts where they land), up to a bound.
+    let max_rounds = 1_500;
+    let mut rounds = 0;
     let mut killed = 0;
     let mut killed_after_writing = 0;
     // Calibrate: kills land anywhere in a whole run, start to finish.
@@ -508,7 +511,9 @@ fn sigkill_during_reconciles_never_leaves_a_broken_hosts_toml() {
         .max(1_000)
         * 3
         / 2;
-    for round in 0..rounds {
+    while rounds < 200 || (rounds < max_rounds && (killed < 50 || killed_after_writing < 20)) {
+        let round = rounds;
+        rounds += 1;
         // A changing desired state: registries come and go, CAs rotate.
         let mut body = String::from("[registries]\nprobe_timeout = \"100ms\"\n");
         for h in 0..4u64 {
@@ -541,7 +546,7 @@ fn sigkill_during_reconciles_never_leaves_a_broken_hosts_toml() {
          writing or removing files (kill window {window} µs)"
     );
     assert!(
-        killed >= rounds / 4,
+        killed >= 50,
         "only {killed} of {rounds} runs were killed mid-way"
     );
     assert!(
