@@ -88,6 +88,8 @@ pub struct AwsConfig {
     pub program: Option<String>,
     pub certificate: Option<String>,
     pub private_key: Option<String>,
+    /// `--role-session-name`: nodeadm passes the node name.
+    pub session_name: Option<String>,
 }
 
 /// Reads the profile nodeadm uses (`default`) from an AWS config file.
@@ -117,6 +119,7 @@ pub fn parse_aws_config(text: &str) -> AwsConfig {
             match w {
                 "--certificate" => out.certificate = words.next().map(str::to_owned),
                 "--private-key" => out.private_key = words.next().map(str::to_owned),
+                "--role-session-name" => out.session_name = words.next().map(str::to_owned),
                 _ => {}
             }
         }

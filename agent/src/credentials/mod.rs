@@ -119,18 +119,22 @@ impl CredentialsDomain {
         };
         let hybrid = nc.and_then(|n| n.spec.hybrid.as_ref());
         match (nc, hybrid) {
-            (None, _) => f.checks.push(Check::not_applicable(
-                DOMAIN,
-                "provider",
-                "no NodeConfig loaded yet: the credential provider is not known",
-            )),
+            (None, _) => {
+                if !provider::from_host(&cx, f) {
+                    f.checks.push(Check::not_applicable(
+                        DOMAIN,
+                        "provider",
+                        "no good NodeConfig loaded and no SSM or IAM Roles Anywhere setup on the host: the credential provider is not known",
+                    ));
+                }
+            }
             (Some(n), Some(h)) if h.ssm.is_some() => {
                 f.checks.push(Check::pass(
                     DOMAIN,
                     "provider",
                     "credential provider: SSM hybrid activation",
                 ));
-                provider::check_ssm(&cx, n, f);
+                provider::check_ssm(&cx, &n.spec.cluster.region, f);
             }
             (Some(_), Some(h)) if h.iam_roles_anywhere.is_some() => {
                 f.checks.push(Check::pass(

@@ -11,7 +11,7 @@ use super::DOMAIN;
 use crate::check::{Check, Status};
 use crate::edge::systemctl::{ServiceManager, UnitState};
 use crate::host::Host;
-use crate::model::nodeconfig::{IamRolesAnywhere, NodeConfig};
+use crate::model::nodeconfig::IamRolesAnywhere;
 use crate::model::Phase;
 use std::time::SystemTime;
 
@@ -96,7 +96,7 @@ impl Ctx<'_> {
 
 /// The SSM hybrid activation: agent installed and running, registered in
 /// the cluster's region, and the credentials file it refreshes.
-pub fn check_ssm(cx: &Ctx<'_>, nc: &NodeConfig, f: &mut Findings) {
+pub fn check_ssm(cx: &Ctx<'_>, region: &str, f: &mut Findings) {
     let install = ssm::installed(cx.host);
     f.checks.push(match install {
         Some(i) => Check::pass(
@@ -132,7 +132,6 @@ pub fn check_ssm(cx: &Ctx<'_>, nc: &NodeConfig, f: &mut Findings) {
             "systemctl restart {unit}; journalctl -u {unit} (nodeadm init registers and starts it)"
         ),
     ));
-    let region = nc.spec.cluster.region.as_str();
     f.checks.push(match ssm::registration(cx.host) {
         Err(e) if e.is_not_found() => {
             let status = if cx.initialized() { Status::Fail } else { Status::NotApplicable };
@@ -366,4 +365,32 @@ fn check_aws_config(cx: &Ctx<'_>, iam: &IamRolesAnywhere, f: &mut Findings) {
         Check::new(DOMAIN, id, status, format!("the AWS config {path} {}", problems.join("; ")))
             .with_remedy("rerun nodeadm init: it rewrites the config from the NodeConfig")
     });
+}
+
+/// The provider as nodeadm left it on the host, for when no good NodeConfig
+/// is loaded: the file is often removed after init (it holds the activation
+/// code), and nodeadm's own validator rejects it once the IAM Roles
+/// Anywhere certificate has expired, which is when this domain matters
+/// most. IAM Roles Anywhere from nodeadm's AWS config (its
+/// `credential_process` names the certificate, key and node name); SSM
+/// from the registration or an installed agent.
+pub fn from_host(cx: &Ctx<'_>, f: &mut Findings) -> bool {
+    if let Ok(bytes) = cx.host.read_small(DEFAULT_AWS_CONFIG, 256 * 1024) {
+        let c = parse_aws_config(&String::from_utf8_lossy(&bytes));
+        let iam = IamRolesAnywhere {
+            node_name: c.session_name.unwrap_or_default(),
+            certificate_path: c.certificate.unwrap_or_default(),
+            private_key_path: c.private_key.unwrap_or_default(),
+            ..IamRolesAnywhere::default()
+        };
+        f.checks.push(Check::pass(DOMAIN, "provider", format!("credential provider: IAM Roles Anywhere (no good NodeConfig loaded: read from nodeadm's {DEFAULT_AWS_CONFIG})")));
+        check_iam_ra(cx, &iam, cx.host.exists(SIGNING_HELPER_UNIT_FILE), f);
+        return true;
+    }
+    if cx.host.exists(ssm::REGISTRATION) || ssm::installed(cx.host).is_some() {
+        f.checks.push(Check::pass(DOMAIN, "provider", "credential provider: SSM hybrid activation (no good NodeConfig loaded: found nodeadm's SSM setup)"));
+        check_ssm(cx, "", f);
+        return true;
+    }
+    false
 }
