@@ -240,6 +240,38 @@ fn ssm_layout_in_check_json_and_metrics() {
     let age = line("hybrid_node_credentials_file_age_seconds{provider=\"ssm\"}");
     assert!((290.0..400.0).contains(&age), "{age}");
     documented_families_are_exported(&scrape, &["hybrid_node_credentials_key_match"]);
+    promtool_accepts(&scrape);
+}
+
+/// `promtool check metrics` finds no problem with the scrape.
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    let Some(promtool) = hybrid_node_agent_e2e::require_tool("promtool") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("feed");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
 }
 
 /// `docs/metrics.md` rows of this domain's families against a scrape:
@@ -356,7 +388,10 @@ fn iam_roles_anywhere_certificate_in_each_state() {
             // nodeadm's validator rejects a NodeConfig whose certificate is
             // out of date; the domain reads nodeadm's AWS config instead.
             let p = cred(&report, "provider");
-            assert!(p.1.contains("read from nodeadm's /etc/aws/hybrid/config"), "{case}: {p:?}");
+            assert!(
+                p.1.contains("read from nodeadm's /etc/aws/hybrid/config"),
+                "{case}: {p:?}"
+            );
         }
         assert_eq!(cred(&report, "iam-ra/key").0, "pass", "{case}");
         assert_eq!(
