@@ -214,8 +214,10 @@ fn ssm_layout_in_check_json_and_metrics() {
     agent.wait_ready();
     let scrape = hybrid_node_agent_e2e::eventually(Duration::from_secs(10), || {
         let m = agent.metrics();
-        m.contains("hybrid_node_credentials_file_age_seconds")
-            .then_some(m)
+        // Once the NodeConfig is in (its cluster CA), not just the files.
+        (m.contains("hybrid_node_credentials_file_age_seconds")
+            && m.contains("kind=\"cluster-ca\""))
+        .then_some(m)
     })
     .expect("credentials exported");
     let line = |prefix: &str| -> f64 {
