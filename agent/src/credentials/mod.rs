@@ -134,7 +134,8 @@ impl CredentialsDomain {
                     "provider",
                     "credential provider: SSM hybrid activation",
                 ));
-                provider::check_ssm(&cx, &n.spec.cluster.region, f);
+                let link = h.enable_credentials_file.unwrap_or(false);
+                provider::check_ssm(&cx, &n.spec.cluster.region, link, f);
             }
             (Some(_), Some(h)) if h.iam_roles_anywhere.is_some() => {
                 f.checks.push(Check::pass(

@@ -96,7 +96,7 @@ impl Ctx<'_> {
 
 /// The SSM hybrid activation: agent installed and running, registered in
 /// the cluster's region, and the credentials file it refreshes.
-pub fn check_ssm(cx: &Ctx<'_>, region: &str, f: &mut Findings) {
+pub fn check_ssm(cx: &Ctx<'_>, region: &str, credentials_link: bool, f: &mut Findings) {
     let install = ssm::installed(cx.host);
     f.checks.push(match install {
         Some(i) => Check::pass(
@@ -158,6 +158,35 @@ pub fn check_ssm(cx: &Ctx<'_>, region: &str, f: &mut Findings) {
         cx.ssm_ages,
         &format!("the SSM agent ({unit})"),
     );
+    if credentials_link {
+        f.checks.push(check_ssm_link(cx));
+    }
+}
+
+/// With `enableCredentialsFile`, nodeadm links `/eks-hybrid/.aws` to
+/// `/root/.aws` (`internal/ssm/daemon.go`, `PostLaunch`), so that pods
+/// mounting `/eks-hybrid/.aws/credentials` read what the SSM agent refreshes.
+fn check_ssm_link(cx: &Ctx<'_>) -> Check {
+    let id = "ssm/credentials-link";
+    let link = "/eks-hybrid/.aws";
+    match std::fs::symlink_metadata(cx.host.path(link)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let status = if cx.initialized() { Status::Fail } else { Status::NotApplicable };
+            Check::new(DOMAIN, id, status, format!("enableCredentialsFile is on but {link} does not exist"))
+                .with_remedy("rerun nodeadm init: it links /eks-hybrid/.aws to /root/.aws")
+        }
+        Err(e) => Check::new(DOMAIN, id, Status::Unknown, format!("cannot inspect {link}: {e}")),
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(cx.host.path(link)) {
+            Ok(t) if t == std::path::Path::new("/root/.aws") => {
+                Check::pass(DOMAIN, id, format!("{link} links to /root/.aws, where the SSM agent refreshes the credentials"))
+            }
+            Ok(t) => Check::new(DOMAIN, id, Status::Warn, format!("{link} links to {}, not /root/.aws where the SSM agent refreshes the credentials", t.display()))
+                .with_remedy("rerun nodeadm init: it links /eks-hybrid/.aws to /root/.aws"),
+            Err(e) => Check::new(DOMAIN, id, Status::Unknown, format!("cannot read the link {link}: {e}")),
+        },
+        Ok(_) => Check::new(DOMAIN, id, Status::Warn, format!("{link} is not nodeadm's link to /root/.aws: pods reading {link}/credentials get a copy the SSM agent never refreshes"))
+            .with_remedy("remove it and rerun nodeadm init, which links it to /root/.aws"),
+    }
 }
 
 /// IAM Roles Anywhere: the certificate and key, the AWS config nodeadm
@@ -389,7 +418,7 @@ pub fn from_host(cx: &Ctx<'_>, f: &mut Findings) -> bool {
     }
     if cx.host.exists(ssm::REGISTRATION) || ssm::installed(cx.host).is_some() {
         f.checks.push(Check::pass(DOMAIN, "provider", "credential provider: SSM hybrid activation (no good NodeConfig loaded: found nodeadm's SSM setup)"));
-        check_ssm(cx, "", f);
+        check_ssm(cx, "", cx.host.exists("/eks-hybrid/.aws"), f);
         return true;
     }
     false

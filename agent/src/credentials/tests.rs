@@ -340,6 +340,28 @@ fn ssm_agent_registration_and_credentials_file() {
         "{}",
         f.summary
     );
+    // enableCredentialsFile: /eks-hybrid/.aws must be nodeadm's link.
+    let mut nc = ssm_nodeconfig("us-west-2");
+    nc["spec"]["hybrid"]["enableCredentialsFile"] = true.into();
+    let mut rig = Rig::new(nc, &[], Config::default());
+    assert_eq!(
+        find(&rig.run(), "ssm/credentials-link").status,
+        Status::Fail
+    );
+    rig.write("/eks-hybrid/.aws/credentials", &credentials_text());
+    let c = rig
+        .run()
+        .into_iter()
+        .find(|c| c.id == "ssm/credentials-link")
+        .expect("link check");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.summary.contains("never refreshes"), "{}", c.summary);
+    std::fs::remove_dir_all(rig.dir.path().join("eks-hybrid/.aws")).expect("rm");
+    std::os::unix::fs::symlink("/root/.aws", rig.dir.path().join("eks-hybrid/.aws")).expect("ln");
+    assert_eq!(
+        find(&rig.run(), "ssm/credentials-link").status,
+        Status::Pass
+    );
     // Before nodeadm install nothing of it is expected.
     let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], Config::default());
     rig.facts.set_phase(Phase::NotInstalled);
