@@ -80,19 +80,30 @@ pub fn build_all(
             host.clone(),
             registry,
         )),
+        Box::new(crate::credentials::CredentialsDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            services(host),
+        )),
     ]
 }
 
 /// The registry domain's programs: the distribution's trust tool, and
 /// `systemctl`, unless the checked root is not this host's.
 fn registry_edges(host: &Host) -> crate::registry::Edges {
-    let services: Box<dyn ServiceManager> = if host.root() == std::path::Path::new("/") {
+    crate::registry::Edges {
+        trust_tool: Box::new(crate::registry::trust::SystemTool),
+        services: services(host),
+    }
+}
+
+/// `systemctl`, unless the checked root is not this host's.
+fn services(host: &Host) -> Box<dyn ServiceManager> {
+    if host.root() == std::path::Path::new("/") {
         Box::new(Systemctl)
     } else {
         Box::new(NotThisHost)
-    };
-    crate::registry::Edges {
-        trust_tool: Box::new(crate::registry::trust::SystemTool),
-        services,
     }
 }

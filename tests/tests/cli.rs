@@ -67,6 +67,14 @@ fn kubelet_running_and_joined_with_a_live_kubelet() {
     assert_eq!(exit, 1);
 
     let root = root_from_fixture("joined");
+    // A real serving certificate (the fixture's stands in for presence only;
+    // the credentials domain reads it).
+    std::fs::write(
+        root.path()
+            .join("var/lib/kubelet/pki/kubelet-server-current.pem"),
+        hybrid_node_agent_e2e::pki("joined").server_pem,
+    )
+    .expect("write");
     let (exit, report) = json_check(root.path(), &["--config", &up]);
     assert_eq!(report["phase"], "joined", "{report}");
     // After init a missing NodeConfig is not a problem.

@@ -125,7 +125,9 @@ fn families(scrape: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
 }
 
 /// Families documented as present only on NVIDIA hosts or once a
-/// scheduled bandwidth test has run, or with `[[network.resolver]]`.
+/// scheduled bandwidth test has run, or with `[[network.resolver]]`, or
+/// with credentials and certificates to watch (`tests/tests/credentials.rs`
+/// holds those rows to a live scrape).
 fn conditional() -> BTreeSet<String> {
     let doc =
         std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
@@ -134,7 +136,8 @@ fn conditional() -> BTreeSet<String> {
             l.starts_with("| `hybrid_node_")
                 && (l.contains("(NVIDIA hosts)")
                     || l.contains("(after a bandwidth test)")
-                    || l.contains("(with a resolver)"))
+                    || l.contains("(with a resolver)")
+                    || l.contains("(with credentials)"))
         })
         .filter_map(|l| {
             l.split('|')

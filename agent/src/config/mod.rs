@@ -5,6 +5,7 @@
 //! keeps that file and this module in agreement.
 
 pub mod bandwidth;
+pub mod credentials;
 pub mod dns;
 mod gpu;
 mod interval;
@@ -37,6 +38,7 @@ pub struct Config {
     pub web: WebSettings,
     pub network: NetworkConfig,
     pub gpu: GpuConfig,
+    pub credentials: credentials::CredentialsConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -157,6 +159,7 @@ impl Config {
             ));
         }
         n.bandwidth.validate().map_err(|e| invalid(e.0))?;
+        self.credentials.validate().map_err(|e| invalid(e.0))?;
         for r in &n.resolver {
             r.validate().map_err(|e| invalid(e.0))?;
         }

@@ -1,12 +1,51 @@
 //! Restarting a systemd service: `systemctl restart containerd` after the
-//! trust store changed (`registries.restart_containerd_on_trust_change`).
+//! trust store changed (`registries.restart_containerd_on_trust_change`);
+//! asking whether one runs (`systemctl show`), for the SSM agent and the
+//! IAM Roles Anywhere signing helper.
 
 use super::exec::{output, ExecError};
 use std::process::Command;
 
-/// Restarts services.
+/// Restarts services and tells their state.
 pub trait ServiceManager: Send + Sync + std::fmt::Debug {
     fn restart(&self, unit: &str) -> Result<(), ExecError>;
+    /// The unit's state as systemd sees it.
+    fn state(&self, unit: &str) -> Result<UnitState, ExecError>;
+}
+
+/// What systemd says about a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitState {
+    /// Not asked: the checked root is not this host's.
+    NotThisHost,
+    /// systemd has no such unit (`LoadState=not-found`).
+    NotFound,
+    /// `ActiveState` (`active`, `inactive`, `failed`, `activating`, …) and
+    /// `SubState` (`running`, `dead`, `auto-restart`, …).
+    Loaded { active: String, sub: String },
+}
+
+impl UnitState {
+    /// Parses `systemctl show --property=LoadState,ActiveState,SubState`.
+    pub fn parse(text: &str) -> UnitState {
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_owned()
+        };
+        if get("LoadState") == "not-found" {
+            return UnitState::NotFound;
+        }
+        UnitState::Loaded {
+            active: get("ActiveState"),
+            sub: get("SubState"),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self, UnitState::Loaded { active, .. } if active == "active")
+    }
 }
 
 /// `systemctl` on the agent's `PATH`.
@@ -21,6 +60,19 @@ impl ServiceManager for Systemctl {
         )
         .map(drop)
     }
+
+    fn state(&self, unit: &str) -> Result<UnitState, ExecError> {
+        output(
+            Command::new("systemctl").args([
+                "show",
+                "--property=LoadState,ActiveState,SubState",
+                "--",
+                unit,
+            ]),
+            &format!("systemctl show {unit}"),
+        )
+        .map(|text| UnitState::parse(&text))
+    }
 }
 
 /// Restarts nothing: under a `--root` other than `/` the services running
@@ -32,5 +84,33 @@ impl ServiceManager for NotThisHost {
     fn restart(&self, unit: &str) -> Result<(), ExecError> {
         tracing::debug!("not restarting {unit}: the checked root is not this host's");
         Ok(())
+    }
+
+    fn state(&self, _unit: &str) -> Result<UnitState, ExecError> {
+        Ok(UnitState::NotThisHost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_states_are_parsed_from_systemctl_show() {
+        let s = UnitState::parse("LoadState=loaded\nActiveState=active\nSubState=running\n");
+        assert!(s.is_active());
+        let s = UnitState::parse("LoadState=loaded\nActiveState=failed\nSubState=failed\n");
+        assert_eq!(
+            s,
+            UnitState::Loaded {
+                active: "failed".into(),
+                sub: "failed".into()
+            }
+        );
+        assert!(!s.is_active());
+        assert_eq!(
+            UnitState::parse("LoadState=not-found\nActiveState=inactive\nSubState=dead\n"),
+            UnitState::NotFound
+        );
     }
 }

@@ -92,6 +92,8 @@ pub struct WebConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Every file it was built from (host paths), for change detection.
     pub files: Vec<PathBuf>,
+    /// `tls_server_config.cert_file` (host path), for its expiry.
+    pub cert_file: Option<PathBuf>,
     /// Settings accepted but not acted on.
     pub warnings: Vec<String>,
 }
@@ -204,6 +206,7 @@ pub fn load(host: &Host, path: &Path) -> Result<WebConfig, WebConfigError> {
         })?;
         out.files.push(cert_path.clone());
         out.files.push(key_path.clone());
+        out.cert_file = Some(cert_path.clone());
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions = versions(

@@ -4,7 +4,6 @@
 //! MD5/SHA-1, with an RSA key of at least 2048 bits or an EC key of at least
 //! 256 bits.
 
-use crate::time::rfc3339;
 use std::time::{Duration, SystemTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
@@ -223,8 +222,7 @@ fn check_cert(
 }
 
 fn fmt_ts(secs: i64) -> String {
-    let secs = u64::try_from(secs).unwrap_or(0);
-    rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    crate::pki::format_time(secs)
 }
 
 /// PEM-encodes one DER certificate (64-column base64).

@@ -14,7 +14,6 @@ use std::io::{Read, Write};
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// What one endpoint answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,11 +208,7 @@ fn handshake(
         .conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(|der| {
-            X509Certificate::from_der(der)
-                .ok()
-                .map(|(_, c)| c.validity().not_after.timestamp())
-        });
+        .and_then(|der| crate::pki::not_after(der));
     let status = exchange(&mut tls, request)?;
     Ok((status, not_after))
 }

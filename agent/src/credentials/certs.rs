@@ -1,0 +1,212 @@
+//! Certificate files under watch: reading them, their validity checks and
+//! expiry series; the kubelet's certificates against the cluster CA.
+
+use super::checks::{self, Kind};
+use super::metrics::{CertLabels, KindLabels, ProviderLabels};
+use super::DOMAIN;
+use crate::check::{Check, Status};
+use crate::host::Host;
+use crate::model::nodeconfig::NodeConfig;
+use crate::pki::{self, Cert};
+use base64::Engine;
+
+/// The kubelet's current certificates (`--cert-dir`, the default nodeadm
+/// keeps), symlinks to the latest rotated file holding certificate and key.
+pub const KUBELET_SERVING: &str = "/var/lib/kubelet/pki/kubelet-server-current.pem";
+pub const KUBELET_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+/// Where nodeadm writes the cluster CA for the kubelet
+/// (aws/eks-hybrid `internal/kubelet/cert.go`).
+pub const CLUSTER_CA_FILE: &str = "/etc/kubernetes/pki/ca.crt";
+
+/// What one run found: checks, and the series to export at its end (so a
+/// scrape during a run sees the previous set whole).
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub checks: Vec<Check>,
+    pub expiry: Vec<(CertLabels, f64)>,
+    pub chain_ok: Vec<(KindLabels, i64)>,
+    pub key_match: Vec<(CertLabels, i64)>,
+    pub file_age: Vec<(ProviderLabels, f64)>,
+}
+
+impl Findings {
+    pub fn expiry(&mut self, kind: Kind, registry: &str, certs: &[Cert]) {
+        if let Some(c) = checks::earliest(certs) {
+            self.expiry
+                .push((labels(kind, registry), c.not_after as f64));
+        }
+    }
+}
+
+pub fn labels(kind: Kind, registry: &str) -> CertLabels {
+    CertLabels {
+        kind: kind.as_str(),
+        registry: registry.into(),
+    }
+}
+
+/// A certificate file read.
+#[derive(Debug)]
+pub enum Read {
+    Missing,
+    /// Why not (names the file; never its contents).
+    Bad(String),
+    Certs(Vec<Cert>),
+}
+
+pub fn read(host: &Host, path: &str) -> Read {
+    match host.read_pem_file(path) {
+        Err(e) if e.is_not_found() => Read::Missing,
+        Err(e) => Read::Bad(e.to_string()),
+        Ok(bytes) => match pki::certificates(&bytes) {
+            Ok(c) => Read::Certs(c),
+            Err(e) => Read::Bad(format!("{path} {e}")),
+        },
+    }
+}
+
+/// The common watch of one certificate file: read it, export its expiry,
+/// judge its validity.
+#[derive(Debug)]
+pub struct Watch<'a> {
+    pub id: &'a str,
+    pub kind: Kind,
+    pub registry: &'a str,
+    pub path: &'a str,
+    pub now: i64,
+    pub warn_days: u32,
+}
+
+impl Watch<'_> {
+    /// The certificates (for further checks) and the validity check; or
+    /// the check to give instead (n/a when the file does not exist).
+    pub fn run(&self, host: &Host, f: &mut Findings) -> Result<(Vec<Cert>, Check), Check> {
+        match read(host, self.path) {
+            Read::Missing => Err(Check::new(
+                DOMAIN,
+                self.id,
+                Status::NotApplicable,
+                format!("no {} at {}", self.kind.what(), self.path),
+            )),
+            Read::Bad(e) => Err(Check::new(
+                DOMAIN,
+                self.id,
+                Status::Fail,
+                format!("cannot use the {}: {e}", self.kind.what()),
+            )
+            .with_remedy("install a PEM certificate there")),
+            Read::Certs(certs) => {
+                f.expiry(self.kind, self.registry, &certs);
+                let leaf = &certs[0];
+                let check = checks::validity(
+                    self.id,
+                    self.kind,
+                    self.path,
+                    leaf,
+                    self.now,
+                    self.warn_days,
+                );
+                Ok((certs, check))
+            }
+        }
+    }
+}
+
+/// The cluster CA: the NodeConfig's `spec.cluster.certificateAuthority`
+/// (base64 of PEM), else the file nodeadm wrote from it. `(where, certs)`.
+pub fn cluster_ca(
+    host: &Host,
+    nc: Option<&NodeConfig>,
+) -> Option<(String, Result<Vec<Cert>, String>)> {
+    let inline = nc
+        .map(|n| n.spec.cluster.certificate_authority.trim())
+        .filter(|s| !s.is_empty());
+    if let Some(b64) = inline {
+        let what = "spec.cluster.certificateAuthority".to_owned();
+        let certs = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("is not base64: {e}"))
+            .and_then(|pem| pki::certificates(&pem).map_err(|e| e.to_string()));
+        return Some((what, certs));
+    }
+    match read(host, CLUSTER_CA_FILE) {
+        Read::Missing => None,
+        Read::Bad(e) => Some((CLUSTER_CA_FILE.to_owned(), Err(e))),
+        Read::Certs(c) => Some((CLUSTER_CA_FILE.to_owned(), Ok(c))),
+    }
+}
+
+/// The cluster CA's own expiry; returns the roots to chain the kubelet's
+/// certificates to.
+pub fn check_cluster_ca(
+    host: &Host,
+    nc: Option<&NodeConfig>,
+    now: i64,
+    warn_days: u32,
+    f: &mut Findings,
+) -> Vec<Cert> {
+    let id = "cluster-ca";
+    match cluster_ca(host, nc) {
+        None => {
+            f.checks.push(Check::not_applicable(DOMAIN, id, format!("no cluster CA yet: neither a NodeConfig with spec.cluster.certificateAuthority nor {CLUSTER_CA_FILE}")));
+            Vec::new()
+        }
+        Some((what, Err(e))) => {
+            f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("the cluster CA in {what} {e}"))
+                .with_remedy("set spec.cluster.certificateAuthority to the base64 of the cluster's CA PEM (aws eks describe-cluster --query cluster.certificateAuthority.data)"));
+            Vec::new()
+        }
+        Some((what, Ok(certs))) => {
+            f.expiry(Kind::ClusterCa, "", &certs);
+            let c = checks::earliest(&certs).unwrap_or(&certs[0]);
+            f.checks.push(checks::validity(
+                id,
+                Kind::ClusterCa,
+                &what,
+                c,
+                now,
+                warn_days,
+            ));
+            certs
+        }
+    }
+}
+
+/// The kubelet's serving and client certificates: validity, and chain to
+/// the cluster CA (`roots`).
+pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &mut Findings) {
+    for (id, kind, path, absent) in [
+        ("kubelet/serving", Kind::KubeletServing, KUBELET_SERVING,
+         "the kubelet writes it once its serving CSR is approved (after nodeadm init)"),
+        ("kubelet/client", Kind::KubeletClient, KUBELET_CLIENT,
+         "hybrid nodes authenticate with aws-iam-authenticator; the kubelet has a client certificate only with TLS bootstrapping"),
+    ] {
+        let w = Watch { id, kind, registry: "", path, now, warn_days };
+        let (certs, check) = match w.run(host, f) {
+            Ok(x) => x,
+            Err(c) if c.status == Status::NotApplicable => {
+                f.checks.push(Check::not_applicable(DOMAIN, id, format!("no {} at {path}: {absent}", kind.what())));
+                continue;
+            }
+            Err(c) => {
+                f.checks.push(c);
+                continue;
+            }
+        };
+        let Some(ca) = roots.first() else {
+            let mut c = check;
+            c.summary.push_str(" (chain not checked: the cluster CA is not known)");
+            f.checks.push(c);
+            continue;
+        };
+        let ok = pki::chains_to(&certs[0], &certs[1..], roots);
+        f.chain_ok.push((KindLabels { kind: kind.as_str() }, i64::from(ok)));
+        f.checks.push(if ok {
+            let mut c = check;
+            c.summary.push_str("; chains to the cluster CA");
+            c
+        } else {
+            checks::worst(checks::stale_chain(id, kind, path, &certs[0], ca), check)
+        });
+    }
+}

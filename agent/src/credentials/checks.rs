@@ -1,0 +1,250 @@
+//! Pure verdicts: a certificate's validity, a chain, a key, a credentials
+//! file. No I/O; `now` and thresholds are passed in.
+
+use crate::check::{Check, Status};
+use crate::pki::{format_time, Cert, Validity};
+use std::time::Duration;
+
+use super::DOMAIN;
+
+/// Which certificate (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    KubeletServing,
+    KubeletClient,
+    ClusterCa,
+    IamRa,
+    RegistryClient,
+    Web,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::KubeletServing => "kubelet-serving",
+            Kind::KubeletClient => "kubelet-client",
+            Kind::ClusterCa => "cluster-ca",
+            Kind::IamRa => "iam-ra",
+            Kind::RegistryClient => "registry-client",
+            Kind::Web => "web",
+        }
+    }
+
+    /// How a person names it.
+    pub fn what(self) -> &'static str {
+        match self {
+            Kind::KubeletServing => "kubelet serving certificate",
+            Kind::KubeletClient => "kubelet client certificate",
+            Kind::ClusterCa => "cluster CA",
+            Kind::IamRa => "IAM Roles Anywhere certificate",
+            Kind::RegistryClient => "registry client certificate",
+            Kind::Web => "web TLS certificate",
+        }
+    }
+
+    /// What to do once it has expired or is about to.
+    fn renew(self) -> &'static str {
+        match self {
+            Kind::KubeletServing => "the kubelet renews it through a CSR (serverTLSBootstrap): look for pending CSRs (kubectl get csr) and approve them; journalctl -u kubelet shows rotation errors",
+            Kind::KubeletClient => "the kubelet renews it when rotateCertificates is on: journalctl -u kubelet shows rotation errors",
+            Kind::ClusterCa => "the CA is rotated with the cluster: put the new CA in spec.cluster.certificateAuthority and rerun nodeadm init",
+            Kind::IamRa => "issue a new certificate from the trust anchor's CA and install it with its key at the NodeConfig's certificatePath/privateKeyPath (aws_signing_helper reads them on every refresh)",
+            Kind::RegistryClient => "issue a new client certificate for the registry and install it at client_cert/client_key",
+            Kind::Web => "renew the certificate named by tls_server_config.cert_file; the agent reloads it when the file changes",
+        }
+    }
+}
+
+/// Validity of `cert` (read from `path`) at `now`: fail when expired or not
+/// yet valid, warn within `warn_days`.
+pub fn validity(id: &str, kind: Kind, path: &str, cert: &Cert, now: i64, warn_days: u32) -> Check {
+    let what = kind.what();
+    let subject = &cert.subject;
+    match cert.validity_at(now) {
+        Validity::Expired => Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!(
+                "{what} {path} ({subject}) expired on {}",
+                format_time(cert.not_after)
+            ),
+        )
+        .with_remedy(kind.renew()),
+        Validity::NotYetValid => Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!(
+                "{what} {path} ({subject}) is not valid before {}",
+                format_time(cert.not_before)
+            ),
+        )
+        .with_remedy("check the host clock (timedatectl; NTP must be in sync), or install a certificate that is valid now"),
+        Validity::Valid(left) => {
+            let days = left / 86_400;
+            let text = format!(
+                "{what} {path} ({subject}) is valid until {} ({days} days left)",
+                format_time(cert.not_after)
+            );
+            if left < i64::from(warn_days) * 86_400 {
+                Check::new(DOMAIN, id, Status::Warn, text).with_remedy(kind.renew())
+            } else {
+                Check::pass(DOMAIN, id, text)
+            }
+        }
+    }
+}
+
+/// The earliest-expiring certificate of a bundle.
+pub fn earliest(certs: &[Cert]) -> Option<&Cert> {
+    certs.iter().min_by_key(|c| c.not_after)
+}
+
+/// Worse of two checks about the same thing (the first on a tie).
+pub fn worst(a: Check, b: Check) -> Check {
+    if b.status > a.status {
+        b
+    } else {
+        a
+    }
+}
+
+/// The kubelet certificate does not chain to the cluster CA.
+pub fn stale_chain(id: &str, kind: Kind, path: &str, cert: &Cert, ca: &Cert) -> Check {
+    Check::new(
+        DOMAIN,
+        id,
+        Status::Fail,
+        format!(
+            "{} {path} ({}, issued by another CA) does not chain to this cluster's CA ({}): a stale certificate from an earlier install; kubectl logs/exec to this node fail",
+            kind.what(),
+            cert.subject,
+            ca.subject
+        ),
+    )
+    .with_remedy("stop the kubelet, remove /var/lib/kubelet/pki/kubelet-server-* (and kubelet-client-* if present), start the kubelet and approve its new CSR")
+}
+
+/// What reading an AWS shared credentials file found; never its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredFile {
+    Missing,
+    Unreadable(String),
+    Read {
+        /// Keys of the profile that are absent or empty.
+        missing: Vec<&'static str>,
+        /// Since the last write.
+        age: Duration,
+    },
+}
+
+/// The keys a usable profile has.
+pub const CREDENTIAL_KEYS: [&str; 3] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+];
+
+/// Which of [`CREDENTIAL_KEYS`] the INI `profile` section of `text` lacks
+/// (absent or empty). Values are looked at for emptiness only.
+pub fn missing_keys(text: &str, profile: &str) -> Vec<&'static str> {
+    let mut section = String::new();
+    let mut found = [false; 3];
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_owned();
+            continue;
+        }
+        if section != profile {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            if let Some(i) = CREDENTIAL_KEYS.iter().position(|w| *w == k.trim()) {
+                found[i] |= !v.trim().is_empty();
+            }
+        }
+    }
+    CREDENTIAL_KEYS
+        .iter()
+        .zip(found)
+        .filter(|(_, f)| !f)
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// Thresholds for a credentials file's age.
+#[derive(Debug, Clone, Copy)]
+pub struct Ages {
+    pub warn: Duration,
+    pub fail: Duration,
+}
+
+/// The verdict on the credentials file the kubelet reads. `refresher`
+/// names what rewrites it.
+pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &str) -> Check {
+    let id = "credentials-file";
+    match found {
+        CredFile::Missing => Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!("the AWS credentials file {path} is missing: the kubelet cannot authenticate to the cluster"),
+        )
+        .with_remedy(format!("{refresher} writes it: check that it runs (systemctl status) and its journal")),
+        CredFile::Unreadable(e) => Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!("cannot read the AWS credentials file {path}: {e}"),
+        ),
+        CredFile::Read { missing, age } => {
+            let mins = age.as_secs() / 60;
+            if !missing.is_empty() {
+                return Check::new(
+                    DOMAIN,
+                    id,
+                    Status::Fail,
+                    format!(
+                        "the AWS credentials file {path} has no {} in its [default] profile",
+                        missing.join(", ")
+                    ),
+                )
+                .with_remedy(format!("{refresher} rewrites it: restart it and watch its journal"));
+            }
+            if *age > ages.fail {
+                Check::new(
+                    DOMAIN,
+                    id,
+                    Status::Fail,
+                    format!(
+                        "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {})",
+                        crate::config::Interval(ages.fail)
+                    ),
+                )
+                .with_remedy(format!("{refresher} has stopped refreshing: check that it runs and reaches its endpoint (journalctl)"))
+            } else if *age > ages.warn {
+                Check::new(
+                    DOMAIN,
+                    id,
+                    Status::Warn,
+                    format!(
+                        "the AWS credentials file {path} was last refreshed {mins} minutes ago (a refresh is overdue after {})",
+                        crate::config::Interval(ages.warn)
+                    ),
+                )
+                .with_remedy(format!("{refresher} should have refreshed it by now: check its journal"))
+            } else {
+                Check::pass(
+                    DOMAIN,
+                    id,
+                    format!("the AWS credentials file {path} has a complete [default] profile, refreshed {mins} minutes ago"),
+                )
+            }
+        }
+    }
+}

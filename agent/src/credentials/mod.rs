@@ -1,0 +1,316 @@
+//! Credentials and certificates: the renewals that silently take a hybrid
+//! node down. The credential provider the NodeConfig names (SSM hybrid
+//! activation or IAM Roles Anywhere) with the services and files nodeadm
+//! sets up for it; the kubelet's certificates and the cluster CA they must
+//! chain to; registry client certificates and the agent's own web
+//! certificate. Every certificate's `notAfter` is one series of
+//! `hybrid_node_certificate_expiry_timestamp_seconds`.
+//!
+//! Secrets stay secret: credential files are read for which keys they have
+//! and their age, keys only to compare public keys (`pki::key_matches`);
+//! no value of either reaches a check, a metric or a log line.
+
+pub mod awsfiles;
+pub mod certs;
+pub mod checks;
+pub mod metrics;
+pub mod provider;
+pub mod ssm;
+
+pub use crate::config::credentials as config;
+
+use crate::check::{Check, Status};
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::edge::systemctl::ServiceManager;
+use crate::facts::Facts;
+use crate::host::Host;
+use certs::{Findings, Watch};
+use checks::{Ages, Kind};
+use metrics::Metrics;
+use prometheus_client::registry::Registry;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub const DOMAIN: &str = crate::check::names::CREDENTIALS;
+
+#[derive(Debug)]
+pub struct CredentialsDomain {
+    settings: config::CredentialsConfig,
+    /// `[[registry]]` hosts with their client certificate and key.
+    clients: Vec<(String, PathBuf, Option<PathBuf>)>,
+    web_config: String,
+    host: Host,
+    facts: Facts,
+    services: Box<dyn ServiceManager>,
+    metrics: Metrics,
+    /// Woken by a new NodeConfig.
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl CredentialsDomain {
+    pub fn new(
+        config: &Config,
+        host: Host,
+        registry: &mut Registry,
+        facts: Facts,
+        services: Box<dyn ServiceManager>,
+    ) -> Self {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        facts.on_nodeconfig_change(wake.clone());
+        let mut d = CredentialsDomain {
+            settings: config.credentials.clone(),
+            clients: Vec::new(),
+            web_config: String::new(),
+            host,
+            facts,
+            services,
+            metrics: Metrics::register(registry),
+            wake,
+        };
+        d.reconfigure(config);
+        d
+    }
+
+    /// Checks at `now`: separate from `run` so tests can move the clock.
+    pub fn run_at(&mut self, now: SystemTime) -> Vec<Check> {
+        let now_secs = i64::try_from(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        )
+        .unwrap_or(i64::MAX);
+        let warn_days = self.settings.warn_days;
+        let mut f = Findings::default();
+        let nc = self.facts.nodeconfig();
+        let nc = nc.as_deref().map(|l| &l.config);
+        self.provider(nc, now, now_secs, &mut f);
+        let roots = certs::check_cluster_ca(&self.host, nc, now_secs, warn_days, &mut f);
+        certs::check_kubelet(&self.host, &roots, now_secs, warn_days, &mut f);
+        self.registry_clients(now_secs, &mut f);
+        self.web(now_secs, &mut f);
+        self.export(&f);
+        f.checks
+    }
+
+    fn provider(
+        &self,
+        nc: Option<&crate::model::nodeconfig::NodeConfig>,
+        now: SystemTime,
+        now_secs: i64,
+        f: &mut Findings,
+    ) {
+        let s = &self.settings;
+        let cx = provider::Ctx {
+            host: &self.host,
+            services: self.services.as_ref(),
+            phase: self.facts.phase(),
+            now,
+            now_secs,
+            warn_days: s.warn_days,
+            ssm_ages: Ages {
+                warn: s.ssm_warn_age.get(),
+                fail: s.max_age.get(),
+            },
+            iam_ra_ages: Ages {
+                warn: s.iam_ra_warn_age.get(),
+                fail: s.max_age.get(),
+            },
+        };
+        let hybrid = nc.and_then(|n| n.spec.hybrid.as_ref());
+        match (nc, hybrid) {
+            (None, _) => {
+                if !provider::from_host(&cx, f) {
+                    f.checks.push(Check::not_applicable(
+                        DOMAIN,
+                        "provider",
+                        "no good NodeConfig loaded and no SSM or IAM Roles Anywhere setup on the host: the credential provider is not known",
+                    ));
+                }
+            }
+            (Some(n), Some(h)) if h.ssm.is_some() => {
+                f.checks.push(Check::pass(
+                    DOMAIN,
+                    "provider",
+                    "credential provider: SSM hybrid activation",
+                ));
+                let link = h.enable_credentials_file.unwrap_or(false);
+                provider::check_ssm(&cx, &n.spec.cluster.region, link, f);
+            }
+            (Some(_), Some(h)) if h.iam_roles_anywhere.is_some() => {
+                f.checks.push(Check::pass(
+                    DOMAIN,
+                    "provider",
+                    "credential provider: IAM Roles Anywhere",
+                ));
+                if let Some(iam) = &h.iam_roles_anywhere {
+                    let file = h.enable_credentials_file.unwrap_or(false);
+                    provider::check_iam_ra(&cx, iam, file, f);
+                }
+            }
+            (Some(_), _) => f.checks.push(
+                Check::new(
+                    DOMAIN,
+                    "provider",
+                    Status::Fail,
+                    "the NodeConfig names no credential provider (spec.hybrid.ssm or spec.hybrid.iamRolesAnywhere)",
+                )
+                .with_remedy("a hybrid node needs one of them to authenticate to the cluster"),
+            ),
+        }
+    }
+
+    fn registry_clients(&self, now: i64, f: &mut Findings) {
+        for (host, cert, key) in &self.clients {
+            let id = format!("registry-client/{host}");
+            let path = cert.display().to_string();
+            let w = Watch {
+                id: &id,
+                kind: Kind::RegistryClient,
+                registry: host,
+                path: &path,
+                now,
+                warn_days: self.settings.warn_days,
+            };
+            let (certs, mut check) = match w.run(&self.host, f) {
+                Ok(x) => x,
+                Err(c) if c.status == Status::NotApplicable => {
+                    f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("registry {host}: client_cert {path} does not exist"))
+                        .with_remedy("install the client certificate, or remove client_cert/client_key from the [[registry]] entry"));
+                    continue;
+                }
+                Err(c) => {
+                    f.checks.push(c);
+                    continue;
+                }
+            };
+            if let Some(key) = key {
+                let matched = self
+                    .host
+                    .read_pem_file(key)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        crate::pki::key_matches(&certs[0], &b)
+                            .map_err(|e| format!("{} {e}", key.display()))
+                    });
+                let labels = certs::labels(Kind::RegistryClient, host);
+                match matched {
+                    Ok(true) => f.key_match.push((labels, 1)),
+                    Ok(false) => {
+                        f.key_match.push((labels, 0));
+                        check = checks::worst(check, Check::new(DOMAIN, id.clone(), Status::Fail, format!("registry {host}: client_key {} does not belong to client_cert {path}", key.display()))
+                            .with_remedy("install the key the client certificate was issued for"));
+                    }
+                    Err(e) => {
+                        check = checks::worst(
+                            check,
+                            Check::new(
+                                DOMAIN,
+                                id.clone(),
+                                Status::Fail,
+                                format!("registry {host}: cannot compare the client key: {e}"),
+                            ),
+                        );
+                    }
+                }
+            }
+            f.checks.push(check);
+        }
+    }
+
+    fn web(&self, now: i64, f: &mut Findings) {
+        if self.web_config.is_empty() {
+            return;
+        }
+        let path = std::path::Path::new(&self.web_config);
+        let cert = match crate::metrics::webconfig::load(&self.host, path) {
+            Ok(w) => w.cert_file,
+            Err(e) => {
+                f.checks.push(Check::new(
+                    DOMAIN,
+                    "web",
+                    Status::Unknown,
+                    format!("cannot read the web config: {e}"),
+                ));
+                return;
+            }
+        };
+        let Some(cert) = cert else {
+            f.checks.push(Check::not_applicable(
+                DOMAIN,
+                "web",
+                "the web config sets no TLS: plain HTTP",
+            ));
+            return;
+        };
+        let path = cert.display().to_string();
+        let w = Watch {
+            id: "web",
+            kind: Kind::Web,
+            registry: "",
+            path: &path,
+            now,
+            warn_days: self.settings.warn_days,
+        };
+        let check = match w.run(&self.host, f) {
+            Ok((_, c)) | Err(c) => c,
+        };
+        f.checks.push(check);
+    }
+
+    /// Replaces the exported series with this run's.
+    fn export(&self, f: &Findings) {
+        let m = &self.metrics;
+        m.clear();
+        for (l, v) in &f.expiry {
+            m.expiry.get_or_create(l).set(*v);
+        }
+        for (l, v) in &f.chain_ok {
+            m.chain_ok.get_or_create(l).set(*v);
+        }
+        for (l, v) in &f.key_match {
+            m.key_match.get_or_create(l).set(*v);
+        }
+        for (l, v) in &f.file_age {
+            m.file_age.get_or_create(l).set(*v);
+        }
+    }
+}
+
+impl Domain for CredentialsDomain {
+    fn name(&self) -> &'static str {
+        DOMAIN
+    }
+
+    fn interval(&self) -> Duration {
+        self.settings.interval.get()
+    }
+
+    fn after(&self) -> &'static [&'static str] {
+        &[
+            crate::check::names::LIFECYCLE,
+            crate::check::names::NODECONFIG,
+        ]
+    }
+
+    fn trigger(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.wake.clone())
+    }
+
+    fn reconfigure(&mut self, config: &Config) {
+        self.settings = config.credentials.clone();
+        self.web_config = config.web.config_file.clone();
+        self.clients = config
+            .registry
+            .iter()
+            .filter_map(|r| Some((r.host.clone(), r.client_cert.clone()?, r.client_key.clone())))
+            .collect();
+    }
+
+    fn run(&mut self) -> Vec<Check> {
+        self.run_at(SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests;
