@@ -239,9 +239,13 @@ fn ssm_layout_in_check_json_and_metrics() {
         line("hybrid_node_credentials_certificate_chain_ok{kind=\"kubelet-serving\"}"),
         1.0
     );
+    assert_eq!(
+        line("hybrid_node_credentials_key_match{kind=\"kubelet-serving\",registry=\"\"}"),
+        1.0
+    );
     let age = line("hybrid_node_credentials_file_age_seconds{provider=\"ssm\"}");
     assert!((290.0..400.0).contains(&age), "{age}");
-    documented_families_are_exported(&scrape, &["hybrid_node_credentials_key_match"]);
+    documented_families_are_exported(&scrape, &[]);
     promtool_accepts(&scrape);
 }
 

@@ -110,6 +110,24 @@ pub fn worst(a: Check, b: Check) -> Check {
     }
 }
 
+/// The kubelet's `*-current.pem` holds its certificate and, after it, the
+/// private key; a key that does not belong to the certificate (or none)
+/// means the kubelet cannot use the pair. `problem` says which, never the
+/// key.
+pub fn kubelet_key(id: &str, kind: Kind, path: &str, cert: &Cert, problem: &str) -> Check {
+    Check::new(
+        DOMAIN,
+        id,
+        Status::Fail,
+        format!(
+            "{} {path} ({}): {problem}: the kubelet cannot use this certificate and key pair",
+            kind.what(),
+            cert.subject
+        ),
+    )
+    .with_remedy("stop the kubelet, remove /var/lib/kubelet/pki/kubelet-server-* (or kubelet-client-*), start the kubelet and approve its new CSR (kubectl get csr)")
+}
+
 /// The kubelet certificate does not chain to the cluster CA.
 pub fn stale_chain(id: &str, kind: Kind, path: &str, cert: &Cert, ca: &Cert) -> Check {
     Check::new(
