@@ -275,7 +275,7 @@ fn credential_providers_on_a_booted_systemd_host() {
     assert_eq!(file.0, "warn", "{file:?}");
     assert!(
         file.1.contains(
-            "/root/.aws/credentials was last refreshed 50 minutes ago (a refresh is overdue after"
+            "/root/.aws/credentials was last refreshed 50 minutes ago (a refresh is overdue after 45 minutes)"
         ),
         "{file:?}"
     );
@@ -284,7 +284,7 @@ fn credential_providers_on_a_booted_systemd_host() {
     let file = cred(&r, "credentials-file");
     assert_eq!(file.0, "fail", "{file:?}");
     assert!(
-        file.1.contains("/root/.aws/credentials was last refreshed 180 minutes ago: the credentials in it have expired"),
+        file.1.contains("/root/.aws/credentials was last refreshed 180 minutes ago: the credentials in it have expired (older than 60 minutes)"),
         "{file:?}"
     );
     step(4, "credentials file aged", &mut t);

@@ -243,7 +243,8 @@ fn iam_ra_with_credentials_file_checks_the_helper_the_config_and_the_file() {
     let f = find(&checks, "credentials-file");
     assert_eq!(f.status, Status::Fail, "{f:?}");
     assert!(
-        f.summary.contains("70 minutes ago") && f.summary.contains("expired"),
+        f.summary
+            .contains("70 minutes ago: the credentials in it have expired (older than 60 minutes)"),
         "{}",
         f.summary
     );
