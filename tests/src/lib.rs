@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 
+pub mod certs;
 pub mod containerd;
 pub mod live;
 pub mod oci;

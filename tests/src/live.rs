@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where [`BootedHost::install_agent_binary`] puts the agent.
+pub const AGENT_IN_HOST: &str = "/usr/local/sbin/hybrid-node-agent";
+
 /// What a live test needs on this machine; `None` (skip) outside CI when
 /// something is missing, a panic under CI.
 pub fn prerequisites() -> Option<()> {
@@ -223,6 +226,46 @@ impl BootedHost {
         let tmp = path.with_extension("hna-tmp");
         std::fs::write(&tmp, contents).expect("write");
         std::fs::rename(&tmp, &path).expect("rename");
+    }
+
+    /// Writes a file inside the container with `mode` (scripts 0755, keys
+    /// 0600).
+    pub fn write_mode(&self, inside: &str, contents: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        self.write(inside, contents);
+        std::fs::set_permissions(self.path(inside), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    }
+
+    /// Copies this build's agent binary into the container as
+    /// [`AGENT_IN_HOST`], for tests that run `hybrid-node-agent check` inside
+    /// (with the container's own `systemctl`) without the package.
+    pub fn install_agent_binary(&self) {
+        let to = self.path(AGENT_IN_HOST);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(crate::agent_bin(), &to).expect("copy the agent binary in");
+    }
+
+    /// Takes `/etc/resolv.conf` away (nspawn copies or binds this machine's
+    /// in): the `dns` domain's host checks are then n/a and ask nothing,
+    /// so a NodeConfig's region sends no query off this machine.
+    pub fn without_resolver(&self) {
+        self.ok("if mountpoint -q /etc/resolv.conf; then umount /etc/resolv.conf; fi; rm -f /etc/resolv.conf");
+    }
+
+    /// `hybrid-node-agent check --output json` run inside the container as
+    /// root: the report and the exit code (0 pass, 1 warn, 2 fail).
+    pub fn check_json(&self) -> (serde_json::Value, i32) {
+        let out = self.sh(&format!("{AGENT_IN_HOST} check --output json"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let report = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "check printed no JSON ({e}; {}): {text}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (report, out.status.code().unwrap_or(-1))
     }
 
     /// `systemctl show -p PROP --value UNIT`.

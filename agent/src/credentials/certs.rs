@@ -193,6 +193,14 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
                 continue;
             }
         };
+        let check = match kubelet_key(host, id, kind, path, &certs[0], f) {
+            Some(bad) => checks::worst(check, bad),
+            None => {
+                let mut c = check;
+                c.summary.push_str("; its key in the file matches");
+                c
+            }
+        };
         let Some(ca) = roots.first() else {
             let mut c = check;
             c.summary.push_str(" (chain not checked: the cluster CA is not known)");
@@ -209,4 +217,35 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
             checks::worst(checks::stale_chain(id, kind, path, &certs[0], ca), check)
         });
     }
+}
+
+/// The private key beside the certificate in a kubelet `*-current.pem`
+/// (the kubelet's certificate manager writes both into one file): `None`
+/// when it belongs to the certificate, else the failing check. The file is
+/// read again for the key alone; its bytes are dropped here and no part of
+/// the key reaches the check.
+fn kubelet_key(
+    host: &Host,
+    id: &str,
+    kind: Kind,
+    path: &str,
+    leaf: &Cert,
+    f: &mut Findings,
+) -> Option<Check> {
+    let matched = host
+        .read_pem_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| pki::key_matches(leaf, &bytes).map_err(|e| format!("the file {e}")));
+    let problem = match matched {
+        Ok(true) => {
+            f.key_match.push((labels(kind, ""), 1));
+            return None;
+        }
+        Ok(false) => {
+            f.key_match.push((labels(kind, ""), 0));
+            "the private key in the file does not belong to the certificate".to_owned()
+        }
+        Err(e) => e,
+    };
+    Some(checks::kubelet_key(id, kind, path, leaf, &problem))
 }

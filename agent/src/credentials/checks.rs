@@ -110,6 +110,24 @@ pub fn worst(a: Check, b: Check) -> Check {
     }
 }
 
+/// The kubelet's `*-current.pem` holds its certificate and, after it, the
+/// private key; a key that does not belong to the certificate (or none)
+/// means the kubelet cannot use the pair. `problem` says which, never the
+/// key.
+pub fn kubelet_key(id: &str, kind: Kind, path: &str, cert: &Cert, problem: &str) -> Check {
+    Check::new(
+        DOMAIN,
+        id,
+        Status::Fail,
+        format!(
+            "{} {path} ({}): {problem}: the kubelet cannot use this certificate and key pair",
+            kind.what(),
+            cert.subject
+        ),
+    )
+    .with_remedy("stop the kubelet, remove /var/lib/kubelet/pki/kubelet-server-* (or kubelet-client-*), start the kubelet and approve its new CSR (kubectl get csr)")
+}
+
 /// The kubelet certificate does not chain to the cluster CA.
 pub fn stale_chain(id: &str, kind: Kind, path: &str, cert: &Cert, ca: &Cert) -> Check {
     Check::new(
@@ -184,6 +202,17 @@ pub struct Ages {
     pub fail: Duration,
 }
 
+/// A threshold as the age beside it is told ("45 minutes"), not as the
+/// config writes it ("45m").
+fn threshold(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs % 60 == 0 {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
 /// The verdict on the credentials file the kubelet reads. `refresher`
 /// names what rewrites it.
 pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &str) -> Check {
@@ -223,7 +252,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     Status::Fail,
                     format!(
                         "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {})",
-                        crate::config::Interval(ages.fail)
+                        threshold(ages.fail)
                     ),
                 )
                 .with_remedy(format!("{refresher} has stopped refreshing: check that it runs and reaches its endpoint (journalctl)"))
@@ -234,7 +263,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     Status::Warn,
                     format!(
                         "the AWS credentials file {path} was last refreshed {mins} minutes ago (a refresh is overdue after {})",
-                        crate::config::Interval(ages.warn)
+                        threshold(ages.warn)
                     ),
                 )
                 .with_remedy(format!("{refresher} should have refreshed it by now: check its journal"))
