@@ -80,7 +80,32 @@ pub fn build_all(
             host.clone(),
             registry,
         )),
+        Box::new(crate::preflight::PreflightDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            preflight_edges(host),
+        )),
     ]
+}
+
+/// The preflight domain's programs: the time tools (the clock is this
+/// machine's whatever the root), and systemd's view of running services
+/// only when the checked root is this host's.
+fn preflight_edges(host: &Host) -> crate::preflight::Edges {
+    let services: Box<dyn crate::edge::systemctl::ServiceState> =
+        if host.root() == std::path::Path::new("/") {
+            Box::new(Systemctl)
+        } else {
+            Box::new(NotThisHost)
+        };
+    crate::preflight::Edges {
+        time: Box::new(crate::preflight::time::Tools {
+            timeout: std::time::Duration::from_secs(5),
+        }),
+        services,
+    }
 }
 
 /// The registry domain's programs: the distribution's trust tool, and

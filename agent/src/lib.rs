@@ -33,6 +33,7 @@ pub mod net;
 pub mod nodeconfig;
 pub mod path;
 pub mod ports;
+pub mod preflight;
 pub mod registry;
 pub mod report;
 pub mod state;

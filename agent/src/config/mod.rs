@@ -9,6 +9,7 @@ pub mod dns;
 mod gpu;
 mod interval;
 mod network;
+pub mod preflight;
 mod registries;
 mod sections;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod tests;
 pub use gpu::GpuConfig;
 pub use interval::Interval;
 pub use network::{NetworkConfig, NetworkTarget};
+pub use preflight::PreflightConfig;
 pub use registries::{MirrorEntry, RegistriesConfig, RegistryEntry};
 pub use sections::{AgentConfig, ContainerdConfig, LifecycleConfig, NodeConfigConfig, WebSettings};
 
@@ -37,6 +39,7 @@ pub struct Config {
     pub web: WebSettings,
     pub network: NetworkConfig,
     pub gpu: GpuConfig,
+    pub preflight: PreflightConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -195,6 +198,7 @@ impl Config {
                 "agent.max_connections must be at least 1".to_owned(),
             ));
         }
+        self.preflight.validate().map_err(|e| invalid(e.0))?;
         crate::logging::parse_filter(&self.agent.log_level)
             .map_err(|e| invalid(format!("agent.log_level: {e}")))?;
         Ok(())
