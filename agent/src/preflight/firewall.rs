@@ -281,9 +281,17 @@ pub fn read_ufw(host: &Host) -> Option<Ufw> {
     })
 }
 
+/// Whether a port is let in, and by what (a rule's `file:line`, the
+/// default policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Open(String),
+    Closed(String),
+}
+
 impl Ufw {
     /// Whether ufw lets `p` in: the first rule for the port decides.
-    pub fn allows(&self, p: &Port) -> Result<String, String> {
+    pub fn allows(&self, p: &Port) -> Decision {
         let hit = self
             .rules
             .iter()
@@ -295,13 +303,13 @@ impl Ufw {
                 } else {
                     format!(" from {}", r.src)
                 };
-                Ok(format!("{} {}{from}", r.at, r.action))
+                Decision::Open(format!("{} {}{from}", r.at, r.action))
             }
-            Some(r) => Err(format!("{} {}s it", r.at, r.action)),
+            Some(r) => Decision::Closed(format!("{} {}s it", r.at, r.action)),
             None if self.default_input == "ACCEPT" => {
-                Ok("default incoming policy ACCEPT".to_owned())
+                Decision::Open("default incoming policy ACCEPT".to_owned())
             }
-            None => Err(format!(
+            None => Decision::Closed(format!(
                 "no rule, default incoming policy {}",
                 self.default_input
             )),
@@ -362,8 +370,8 @@ pub fn judge(
         on.push("ufw");
         for p in ports {
             match u.allows(p) {
-                Ok(how) => fine.push(format!("{} ({how})", p.spec())),
-                Err(why) => {
+                Decision::Open(how) => fine.push(format!("{} ({how})", p.spec())),
+                Decision::Closed(why) => {
                     open.insert(*p, false);
                     closed.push(format!(
                         "ufw does not let in {} ({}): {why}",
