@@ -404,8 +404,9 @@ fn firewalld_zones_written_by_firewall_offline_cmd_decide_the_firewall_check() {
     assert!(summary.contains("firewalld zone public"), "{summary}");
     assert!(summary.contains("10250/tcp (kubelet)"), "{summary}");
     assert!(
-        remedy(&report, "firewall")
-            .contains("firewall-cmd --permanent --zone=public --add-port=8472/udp"),
+        remedy(&report, "firewall").contains(
+            "firewall-cmd --permanent --zone=public --add-port=10250/tcp --add-port=8472/udp"
+        ),
         "{}",
         remedy(&report, "firewall")
     );

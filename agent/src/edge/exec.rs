@@ -117,10 +117,16 @@ pub fn output_within(
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     if !status.success() {
+        // Some tools print their error on stdout (`chronyc`: "506 Cannot
+        // talk to daemon").
+        let detail = match last_line(&stderr) {
+            d if d.is_empty() => last_line(&stdout),
+            d => d,
+        };
         return Err(ExecError::Failed {
             program: program.to_owned(),
             status,
-            detail: last_line(&stderr),
+            detail,
         });
     }
     String::from_utf8(stdout).map_err(|_| ExecError::NotUtf8 {

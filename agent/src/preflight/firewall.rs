@@ -319,8 +319,16 @@ impl Ufw {
 
 /// Whether each firewall runs: `Some` from systemd on this host; for a
 /// tree under `--root`, from its unit being enabled (and ufw's ENABLED).
+/// Without an answer from systemd (a tree under `--root`, or a machine
+/// not booted with systemd), a `firewalld` process under the root's /proc
+/// says it runs; with no /proc there, the enabled unit does.
 pub fn firewalld_on(host: &Host, active: Option<bool>) -> bool {
-    active.unwrap_or_else(|| units::enabled(host, "firewalld.service"))
+    active.unwrap_or_else(|| match std::fs::read_dir(host.path("/proc")) {
+        Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "firewalld")
+        }),
+        Err(_) => units::enabled(host, "firewalld.service"),
+    })
 }
 
 pub fn ufw_on(host: &Host, ufw: &Ufw, active: Option<bool>) -> bool {
@@ -348,21 +356,36 @@ pub fn judge(
     if let Some((fw, true)) = firewalld {
         on.push("firewalld");
         for z in &fw.zones {
+            let mut missing = Vec::new();
             for p in ports {
                 match fw.zone_allows(z, p) {
                     Some(how) => fine.push(format!("{} ({how})", p.spec())),
                     None => {
                         open.insert(*p, false);
-                        closed.push(format!(
-                            "firewalld zone {} ({}) does not let in {} ({})",
-                            z.name,
-                            z.file,
-                            p.spec(),
-                            p.why
-                        ));
-                        remedies.push(format!("firewall-cmd --permanent --zone={} --add-port={} && firewall-cmd --reload", z.name, p.spec()));
+                        missing.push(*p);
                     }
                 }
+            }
+            if !missing.is_empty() {
+                closed.push(format!(
+                    "firewalld zone {} ({}) does not let in {}",
+                    z.name,
+                    z.file,
+                    missing
+                        .iter()
+                        .map(|p| format!("{} ({})", p.spec(), p.why))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                remedies.push(format!(
+                    "firewall-cmd --permanent --zone={} {} && firewall-cmd --reload",
+                    z.name,
+                    missing
+                        .iter()
+                        .map(|p| format!("--add-port={}", p.spec()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
             }
         }
     }

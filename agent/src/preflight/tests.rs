@@ -536,10 +536,16 @@ fn firewalld_zones_and_services_decide_the_ports() {
     let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.summary.contains("firewalld zone public (/usr/lib/firewalld/zones/public.xml) does not let in 10250/tcp (kubelet)"), "{}", c.summary);
-    assert!(c
-        .remedy
-        .expect("remedy")
-        .contains("firewall-cmd --permanent --zone=public --add-port=8472/udp"));
+    assert!(
+        c.summary
+            .contains("10250/tcp (kubelet), 8472/udp (Cilium VXLAN)"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(
+        c.remedy.as_deref(),
+        Some("firewall-cmd --permanent --zone=public --add-port=10250/tcp --add-port=8472/udp && firewall-cmd --reload")
+    );
     // The zone firewall-offline-cmd wrote in /etc overrides the shipped one.
     write(r, "/etc/firewalld/zones/public.xml", ZONE_OPEN);
     let fw = firewall::read_firewalld(&host).expect("installed");
@@ -585,6 +591,12 @@ fn firewalld_zones_and_services_decide_the_ports() {
     .expect("link");
     assert!(firewall::firewalld_on(&host, None));
     assert!(!firewall::firewalld_on(&host, Some(false)));
+    // A /proc under the root (a machine not booted with systemd): enabled
+    // is not running; a firewalld process is.
+    write(r, "/proc/1/comm", "process_api\n");
+    assert!(!firewall::firewalld_on(&host, None));
+    write(r, "/proc/812/comm", "firewalld\n");
+    assert!(firewall::firewalld_on(&host, None));
 }
 
 #[test]
