@@ -178,11 +178,16 @@ pub fn judge(
             .iter()
             .map(|(k, _, min, _)| format!("{k}={min}"))
             .collect();
+        let rest = if fine.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", fine.join(", "))
+        };
         return Check::new(
             domain,
             id,
             Status::Fail,
-            format!("{unit_name}: {}{installed}", what.join("; ")),
+            format!("{unit_name}: {}{rest}{installed}", what.join("; ")),
         )
         .with_remedy(format!(
             "add a drop-in /etc/systemd/system/{unit_name}.d/limits.conf with `[Service]` and {}, then `systemctl daemon-reload && systemctl restart {label}`",

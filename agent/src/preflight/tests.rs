@@ -15,6 +15,8 @@ const ZONE_DEFAULT: &str =
     include_str!("../../../tests/fixtures/preflight/firewalld/public-default.xml");
 const ZONE_OPEN: &str = include_str!("../../../tests/fixtures/preflight/firewalld/public-open.xml");
 
+const SHOW_NO_NTP: &str =
+    include_str!("../../../tests/fixtures/preflight/timedatectl/show-no-ntp-service.txt");
 const MS: Duration = Duration::from_millis(1);
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -198,18 +200,40 @@ fn timedatectl_answers_when_chrony_is_not_there() {
     );
     let (c, synced, _) = clock(
         &Recorded {
-            show: Some("NTP=no\nNTPSynchronized=no\n"),
+            show: Some("CanNTP=yes\nNTP=no\nNTPSynchronized=no\n"),
             ..NO_TOOLS
         },
         100,
         1000,
     );
     assert_eq!(c.status, Status::Fail);
+    assert!(c.summary.contains("turned off"), "{}", c.summary);
     assert!(c
         .remedy
         .as_deref()
         .unwrap_or("")
         .contains("timedatectl set-ntp true"));
+    assert!(!synced);
+    // Recorded from a booted Debian 12 without an NTP service.
+    let (c, synced, _) = clock(
+        &Recorded {
+            show: Some(SHOW_NO_NTP),
+            ..NO_TOOLS
+        },
+        100,
+        1000,
+    );
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.summary.contains("no NTP service is installed"),
+        "{}",
+        c.summary
+    );
+    assert!(c
+        .remedy
+        .as_deref()
+        .unwrap_or("")
+        .contains("install an NTP service"));
     assert!(!synced);
 }
 

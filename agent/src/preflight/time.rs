@@ -91,10 +91,11 @@ pub fn parse_tracking(csv: &str) -> Result<Tracking, TrackingError> {
     })
 }
 
-/// `NTPSynchronized=` of `timedatectl show`.
-pub fn parse_show(text: &str) -> Option<bool> {
+/// A yes/no property of `timedatectl show` (`NTPSynchronized`, `NTP`:
+/// synchronisation turned on, `CanNTP`: an NTP service is installed).
+pub fn show_property(text: &str, name: &str) -> Option<bool> {
     text.lines()
-        .find_map(|l| l.trim().strip_prefix("NTPSynchronized="))
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.trim() == "yes")
 }
 
@@ -137,6 +138,10 @@ pub enum Reading {
     Chrony(Tracking),
     Timesyncd {
         synchronized: bool,
+        /// `NTP=`: synchronisation is turned on.
+        ntp: Option<bool>,
+        /// `CanNTP=`: an NTP service is installed.
+        can_ntp: Option<bool>,
         offset: Option<f64>,
     },
     /// Neither answered; the errors of each tool tried.
@@ -161,7 +166,9 @@ pub fn read(src: &dyn TimeSource) -> Reading {
     }
     match src.timedatectl_show() {
         Ok(text) => Reading::Timesyncd {
-            synchronized: parse_show(&text).unwrap_or(false),
+            synchronized: show_property(&text, "NTPSynchronized").unwrap_or(false),
+            ntp: show_property(&text, "NTP"),
+            can_ntp: show_property(&text, "CanNTP"),
             offset: src
                 .timesync_status()
                 .ok()
@@ -237,18 +244,31 @@ pub fn judge(
             true,
             Some(t.offset),
         ),
-        Reading::Timesyncd { synchronized: false, offset } => (
-            Check::new(domain, id, Status::Fail, "the clock is not synchronised: `timedatectl` reports NTPSynchronized=no")
-                .with_remedy(TIMESYNCD_REMEDY),
-            false,
-            *offset,
-        ),
-        Reading::Timesyncd { synchronized: true, offset: Some(o) } => (
+        Reading::Timesyncd { synchronized: false, ntp, can_ntp, offset } => {
+            let (why, remedy) = match (can_ntp, ntp) {
+                (Some(false), _) => (
+                    "no NTP service is installed (`timedatectl`: CanNTP=no, NTPSynchronized=no)",
+                    "install an NTP service: chrony (`apt-get install chrony` / `dnf install chrony`) or systemd-timesyncd, pointed at NTP servers reachable over UDP 123",
+                ),
+                (_, Some(false)) => (
+                    "NTP synchronisation is turned off (`timedatectl`: NTP=no, NTPSynchronized=no)",
+                    TIMESYNCD_REMEDY,
+                ),
+                _ => ("`timedatectl` reports NTPSynchronized=no", TIMESYNCD_REMEDY),
+            };
+            (
+                Check::new(domain, id, Status::Fail, format!("the clock is not synchronised: {why}"))
+                    .with_remedy(remedy),
+                false,
+                *offset,
+            )
+        }
+        Reading::Timesyncd { synchronized: true, offset: Some(o), .. } => (
             offset_verdict(*o, "systemd-timesyncd synchronises the clock".to_owned(), TIMESYNCD_REMEDY),
             true,
             Some(*o),
         ),
-        Reading::Timesyncd { synchronized: true, offset: None } => (
+        Reading::Timesyncd { synchronized: true, offset: None, .. } => (
             Check::pass(domain, id, "the clock is synchronised (`timedatectl`: NTPSynchronized=yes; offset not reported)"),
             true,
             None,
