@@ -61,8 +61,11 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// The value exported: infinity as the kernel's RLIM_INFINITY (2^64 -
+    /// 1), since the exposition formats disagree on how to spell +Inf
+    /// (prometheus-client writes `inf`, OpenMetrics wants `+Inf`).
     pub fn value(&self) -> f64 {
-        self.soft.map_or(f64::INFINITY, |v| v as f64)
+        self.soft.unwrap_or(u64::MAX) as f64
     }
 }
 

@@ -85,7 +85,7 @@ impl Metrics {
         );
         r.register(
             "service_limit",
-            "Soft resource limit the unit runs with (LimitNOFILE, LimitNPROC; +Inf for infinity)",
+            "Soft resource limit the unit runs with (LimitNOFILE, LimitNPROC; infinity as RLIM_INFINITY, 2^64-1)",
             m.service_limit.clone(),
         );
         r.register(

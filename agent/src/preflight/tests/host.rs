@@ -138,4 +138,9 @@ fn limits_follow_unit_dropins_then_manager_defaults() {
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert_eq!(limits::parse_value("1024:524288"), Some(Some(1024)));
     assert_eq!(limits::parse_value("infinity"), Some(None));
+    let unlimited = limits::Limit {
+        soft: None,
+        from: String::new(),
+    };
+    assert_eq!(unlimited.value(), 18446744073709551615u64 as f64);
 }
