@@ -90,21 +90,22 @@ pub fn build_all(
     ]
 }
 
-/// The preflight domain's programs: the time tools (the clock is this
-/// machine's whatever the root), and systemd's view of running services
-/// only when the checked root is this host's.
+/// The preflight domain's programs: the time tools and systemd's view of
+/// running services, only when the checked root is this host's (they
+/// answer for this machine, not for a tree under `--root`).
 fn preflight_edges(host: &Host) -> crate::preflight::Edges {
-    let services: Box<dyn crate::edge::systemctl::ServiceState> =
-        if host.root() == std::path::Path::new("/") {
-            Box::new(Systemctl)
-        } else {
-            Box::new(NotThisHost)
-        };
-    crate::preflight::Edges {
-        time: Box::new(crate::preflight::time::Tools {
-            timeout: std::time::Duration::from_secs(5),
-        }),
-        services,
+    if host.root() == std::path::Path::new("/") {
+        crate::preflight::Edges {
+            time: Some(Box::new(crate::preflight::time::Tools {
+                timeout: std::time::Duration::from_secs(5),
+            })),
+            services: Box::new(Systemctl),
+        }
+    } else {
+        crate::preflight::Edges {
+            time: None,
+            services: Box::new(NotThisHost),
+        }
     }
 }
 

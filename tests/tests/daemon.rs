@@ -66,7 +66,7 @@ fn systemd_ready_status_watchdog_and_stopping() {
     notify.wait_for("READY=1", Duration::from_secs(10), &mut seen);
     let ready = seen.last().cloned().unwrap_or_default();
     assert!(
-        ready.contains("STATUS=phase=installed; 2 pass, 1 warn, 0 fail"),
+        ready.contains("STATUS=phase=installed; 8 pass, 1 warn, 0 fail"),
         "{ready:?}"
     );
     // READY comes only once the endpoint is up.
@@ -261,7 +261,7 @@ fn endpoint_routes_methods_and_formats() {
     let doc = eventually(Duration::from_secs(5), || {
         let status = http_get(agent.addr, "/status", &[]).ok()?;
         let doc: serde_json::Value = serde_json::from_str(&status.body).ok()?;
-        (doc["domains"].as_object()?.len() == 10).then_some(doc)
+        (doc["domains"].as_object()?.len() == 11).then_some(doc)
     })
     .expect("all domains in /status");
     assert_eq!(doc["phase"], "not_installed");

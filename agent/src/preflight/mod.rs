@@ -35,7 +35,9 @@ pub const DOMAIN: &str = names::PREFLIGHT;
 /// which services run.
 #[derive(Debug)]
 pub struct Edges {
-    pub time: Box<dyn time::TimeSource>,
+    /// `None` under a `--root` other than `/`: the time daemons answer for
+    /// this machine's clock, not for the tree being checked.
+    pub time: Option<Box<dyn time::TimeSource>>,
     pub services: Box<dyn ServiceState>,
 }
 
@@ -71,7 +73,16 @@ impl PreflightDomain {
     }
 
     fn run_time(&self) -> Check {
-        let reading = time::read(self.edges.time.as_ref());
+        let Some(source) = self.edges.time.as_deref() else {
+            self.metrics.clock_synchronized.set(0);
+            self.metrics.clock_offset.set(f64::NAN);
+            return Check::not_applicable(
+                DOMAIN,
+                "clock",
+                "the clock is this machine's, not the tree's under --root: run the check on the host itself",
+            );
+        };
+        let reading = time::read(source);
         let (check, synced, offset) = time::judge(
             DOMAIN,
             &reading,

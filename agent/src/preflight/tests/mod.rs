@@ -164,10 +164,10 @@ fn the_domain_runs_every_family_and_exports_them() {
         &mut registry,
         Facts::default(),
         Edges {
-            time: Box::new(Recorded {
+            time: Some(Box::new(Recorded {
                 chrony: Some(SYNCED),
                 ..NO_TOOLS
-            }),
+            })),
             services: Box::new(Running(&["ufw"])),
         },
     );
