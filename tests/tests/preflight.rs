@@ -1,11 +1,12 @@
 //! The preflight domain end to end, `hybrid-node-agent --root <dir> check
-//! -o json` against real parts: chronyd (`-x`: it never touches the clock)
-//! following a chronyd server across two network namespaces, then with no
-//! server; swap turned on for real (a swap file and a loop device); ufw
-//! rules written by `ufw` and firewalld zones by `firewall-offline-cmd`
-//! into copies of their configuration, the units enabled with `systemctl
-//! --root`; and a host tree with a proxy set inconsistently and an earlier
-//! install left behind.
+//! -o json` against real parts: swap turned on for real (a swap file and a
+//! loop device); ufw rules written by `ufw` and firewalld zones by
+//! `firewall-offline-cmd` into copies of their configuration, the units
+//! enabled with `systemctl --root`; a host tree with a proxy set
+//! inconsistently and an earlier install left behind. The clock is judged
+//! on this host's root only (`check` without `--root`): chronyd (`-x`: it
+//! never touches the clock) following a chronyd server across two network
+//! namespaces, then with no server.
 
 use hybrid_node_agent_e2e::netns::{self, Pair};
 use hybrid_node_agent_e2e::{agent_bin, check_in, in_ci, require_tool, KillOnDrop};
