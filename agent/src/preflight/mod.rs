@@ -103,11 +103,19 @@ impl PreflightDomain {
                     .swap_bytes
                     .set(i64::try_from(bytes).unwrap_or(i64::MAX));
                 let fstab = std::fs::read_to_string(self.host.path(swap::FSTAB)).ok();
-                swap::judge(DOMAIN, &areas, fstab.as_deref())
+                swap::judge(DOMAIN, &areas, fstab.as_deref(), self.before_init())
             }
             Err(e) => Check::new(DOMAIN, "swap", Status::Unknown, e.to_string())
                 .with_remedy("check `swapon --show` by hand"),
         }
+    }
+
+    /// Whether `nodeadm init` has yet to run: the lifecycle domain's phase
+    /// (it runs first); unknown counts as after, the stricter reading.
+    fn before_init(&self) -> bool {
+        self.facts
+            .phase()
+            .is_some_and(|p| p < crate::model::Phase::Initialized)
     }
 
     fn run_limits(&self, checks: &mut Vec<Check>) {
@@ -219,12 +227,15 @@ impl PreflightDomain {
             .filter(|s| !s.is_empty())
             .and_then(|s| parse_endpoint(&s))
             .map(|(h, _)| h);
-        let e = leftovers::Evidence::gather(
-            &self.host,
-            self.edges.services.is_active("kubelet"),
-            kubeconfig_server,
-            nodeconfig_server,
-        );
+        // systemd's answer; without one (a tree under --root), the
+        // lifecycle domain's: a kubelet answering /healthz.
+        let kubelet = self.edges.services.is_active("kubelet").or_else(|| {
+            self.facts
+                .phase()
+                .map(|p| p == crate::model::Phase::KubeletRunning)
+        });
+        let e =
+            leftovers::Evidence::gather(&self.host, kubelet, kubeconfig_server, nodeconfig_server);
         let (check, n) = leftovers::judge(DOMAIN, &e);
         self.metrics.leftovers.set(n as i64);
         check

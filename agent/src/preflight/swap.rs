@@ -103,8 +103,15 @@ pub fn fstab_lines(fstab: &str, area: &str) -> Vec<usize> {
     }
 }
 
-/// The verdict: any active swap fails, with the steps for each area.
-pub fn judge(domain: &'static str, areas: &[Area], fstab: Option<&str>) -> Check {
+/// The verdict, with the steps for each area: any active swap fails,
+/// except swap files before init (`before_init`), which `nodeadm init`
+/// turns off and drops from /etc/fstab itself: those warn.
+pub fn judge(
+    domain: &'static str,
+    areas: &[Area],
+    fstab: Option<&str>,
+    before_init: bool,
+) -> Check {
     if areas.is_empty() {
         return Check::pass(domain, "swap", "no active swap");
     }
@@ -155,15 +162,26 @@ pub fn judge(domain: &'static str, areas: &[Area], fstab: Option<&str>) -> Check
         });
     }
     let partition = areas.iter().any(|a| a.kind == Kind::Partition);
-    let why = if partition {
-        "the kubelet refuses to start with swap on, and `nodeadm init` stops at a swap partition"
+    let (status, why) = if partition {
+        (
+            Status::Fail,
+            "the kubelet refuses to start with swap on, and `nodeadm init` stops at a swap partition",
+        )
+    } else if before_init {
+        (
+            Status::Warn,
+            "`nodeadm init` will turn swap files off and drop them from /etc/fstab (the kubelet refuses to start with swap on)",
+        )
     } else {
-        "the kubelet refuses to start with swap on (`nodeadm init` turns swap files off; still on after init means init did not finish)"
+        (
+            Status::Fail,
+            "the kubelet refuses to start with swap on (`nodeadm init` turns swap files off: still on after init means init did not finish or swap came back)",
+        )
     };
     Check::new(
         domain,
         "swap",
-        Status::Fail,
+        status,
         format!(
             "swap is on: {} ({} in all): {why}",
             list.join(", "),

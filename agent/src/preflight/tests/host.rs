@@ -10,7 +10,7 @@ fn swap_areas_fail_with_steps_per_kind() {
     assert_eq!(areas[0].kind, swap::Kind::File);
     assert_eq!(areas[1].size_bytes, 8388604 * 1024);
     let fstab = "UUID=abc / ext4 defaults 0 1\n/dev/sda2 none swap sw 0 0\n/swap\\040file none swap sw 0 0\n";
-    let c = swap::judge(DOMAIN, &areas, Some(fstab));
+    let c = swap::judge(DOMAIN, &areas, Some(fstab), true);
     assert_eq!(c.status, Status::Fail);
     assert!(
         c.summary.contains("/swap file (file, 1024.0 MiB)"),
@@ -27,7 +27,19 @@ fn swap_areas_fail_with_steps_per_kind() {
     assert!(r.contains("/etc/fstab (line 3)"), "{r}");
     assert!(r.contains("`systemctl mask dev-sda2.swap`"), "{r}");
     assert!(r.contains("(line 2)"), "{r}");
-    assert_eq!(swap::judge(DOMAIN, &[], None).status, Status::Pass);
+    assert_eq!(swap::judge(DOMAIN, &[], None, false).status, Status::Pass);
+    // A swap file alone: nodeadm init turns it off (warn), after init it
+    // fails.
+    let c = swap::judge(DOMAIN, &areas[..1], Some(fstab), true);
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.summary
+            .contains("`nodeadm init` will turn swap files off"),
+        "{}",
+        c.summary
+    );
+    let c = swap::judge(DOMAIN, &areas[..1], Some(fstab), false);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
     assert_eq!(
         swap::parse("header\n/x file 1\n"),
         Err(swap::ParseError { line: 2, fields: 3 })

@@ -210,3 +210,44 @@ fn the_domain_runs_every_family_and_exports_them() {
         "{text}"
     );
 }
+
+#[test]
+fn the_lifecycle_phase_stands_in_for_systemd_under_a_root() {
+    let root = tempfile::tempdir().expect("tmp");
+    let r = root.path();
+    write(
+        r,
+        "/proc/swaps",
+        "Filename\tType\tSize\tUsed\tPriority\n/swapfile\tfile\t1024\t0\t-2\n",
+    );
+    let facts = Facts::default();
+    let mut registry = Registry::default();
+    let mut d = PreflightDomain::new(
+        &Config::default(),
+        Host::new(r),
+        &mut registry,
+        facts.clone(),
+        Edges {
+            time: None,
+            services: Box::new(crate::edge::systemctl::NotThisHost),
+        },
+    );
+    let find = |checks: &[Check], id: &str| checks.iter().find(|c| c.id == id).cloned().expect(id);
+    // Before init a swap file is nodeadm's to turn off; a kubelet answering
+    // /healthz without init's files is a leftover.
+    facts.set_phase(crate::model::Phase::KubeletRunning);
+    let checks = d.run();
+    assert_eq!(find(&checks, "clock").status, Status::NotApplicable);
+    assert_eq!(
+        find(&checks, "swap").status,
+        Status::Fail,
+        "kubelet_running is after init"
+    );
+    let c = find(&checks, "leftovers");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.summary.contains("a running kubelet"), "{}", c.summary);
+    facts.set_phase(crate::model::Phase::Installed);
+    let checks = d.run();
+    assert_eq!(find(&checks, "swap").status, Status::Warn);
+    assert_eq!(find(&checks, "leftovers").status, Status::Pass);
+}
