@@ -158,7 +158,14 @@ impl PreflightDomain {
     }
 
     fn run_proxy(&self, checks: &mut Vec<Check>) {
-        let sources = proxy::gather(&self.host);
+        let ssm = self.facts.nodeconfig().is_some_and(|nc| {
+            nc.config
+                .spec
+                .hybrid
+                .as_ref()
+                .is_some_and(|h| h.ssm.is_some())
+        });
+        let sources = proxy::gather(&self.host, ssm);
         let mut must: Vec<(String, String)> = vec![("localhost".into(), "localhost".into())];
         if let Some(api) = self.api_host() {
             must.push(("API server endpoint".into(), api));

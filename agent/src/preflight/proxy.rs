@@ -135,8 +135,23 @@ pub fn parse_apt(text: &str, file: &str) -> Vec<Setting> {
     out
 }
 
-/// Reads every source under `--root`.
-pub fn gather(host: &Host) -> Vec<Source> {
+/// The SSM agent's unit where nodeadm installs it: the snap on Ubuntu,
+/// the package elsewhere (proxy_validator.go `validateSSMProxyConfig`).
+fn ssm_unit_for(host: &Host) -> &'static str {
+    let ubuntu = std::fs::read_to_string(host.path("/etc/os-release"))
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == "ID=ubuntu"));
+    if ubuntu {
+        UNITS[3].0
+    } else {
+        UNITS[2].0
+    }
+}
+
+/// Reads every source under `--root`. `ssm`: the NodeConfig registers
+/// through SSM, so the SSM agent's unit must carry the proxy even before
+/// `nodeadm install` puts it there.
+pub fn gather(host: &Host, ssm: bool) -> Vec<Source> {
+    let ssm_unit = ssm_unit_for(host);
     let mut sources = Vec::new();
     let read = |p: &str| std::fs::read_to_string(host.path(p)).ok();
     sources.push(Source {
@@ -165,7 +180,7 @@ pub fn gather(host: &Host) -> Vec<Source> {
         sources.push(Source {
             name: name.to_owned(),
             env: true,
-            unit_required: Some(required),
+            unit_required: Some(required || (ssm && name == ssm_unit)),
             installed: unit.file.is_some(),
             settings,
         });

@@ -20,7 +20,7 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
         ("registry".to_owned(), "harbor.corp".to_owned()),
         ("registry".to_owned(), "10.1.2.3".to_owned()),
     ];
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &must);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must);
     assert_eq!(v.proxy.status, Status::Fail, "{:?}", v.proxy);
     let s = &v.proxy.summary;
     assert!(s.contains("/usr/lib/systemd/system/containerd.service.d/http-proxy.conf:2 has http://***@proxy2.corp:3128 but /etc/environment:2 has http://***@proxy.corp:3128"), "{s}");
@@ -43,7 +43,7 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
     assert_eq!(v.uncovered, 1);
     // Made consistent: apt has no proxy, which only warns.
     write(r, "/usr/lib/systemd/system/containerd.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:s3cret@proxy.corp:3128\" \"NO_PROXY=10.0.0.0/8,.corp,localhost\"\n");
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &must[..1]);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
     assert_eq!(v.proxy.status, Status::Warn, "{:?}", v.proxy);
     assert!(
         v.proxy.summary.contains("apt has no proxy set"),
@@ -51,7 +51,7 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
         v.proxy.summary
     );
     write(r, "/etc/apt/apt.conf.d/proxy.conf", "Acquire::http::Proxy \"http://user:s3cret@proxy.corp:3128\";\nAcquire::https::Proxy \"http://user:s3cret@proxy.corp:3128/\";\n");
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &must[..1]);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
     assert_eq!(v.proxy.status, Status::Pass, "{:?}", v.proxy);
     assert!(
         v.proxy.summary.contains("http://***@proxy.corp:3128"),
@@ -60,7 +60,7 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
     );
     // Lower case disagreeing with upper case in one file.
     write(r, "/etc/environment", "HTTPS_PROXY=http://user:s3cret@proxy.corp:3128\nhttps_proxy=http://elsewhere:8080\nNO_PROXY=localhost,.corp,10.0.0.0/8\n");
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &must[..1]);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
     assert_eq!(v.proxy.status, Status::Fail);
     assert!(v.proxy.summary.contains("/etc/environment:1 HTTPS_PROXY=http://***@proxy.corp:3128 and /etc/environment:2 https_proxy=http://elsewhere:8080 differ"), "{}", v.proxy.summary);
 }
@@ -69,7 +69,7 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
 fn a_proxy_the_kubelet_lacks_fails_and_no_proxy_anywhere_passes() {
     let root = tempfile::tempdir().expect("tmp");
     let host = Host::new(root.path());
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &[]);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &[]);
     assert_eq!(v.proxy.status, Status::Pass);
     assert_eq!(v.no_proxy.status, Status::NotApplicable);
     assert!(!v.configured && v.consistent);
@@ -78,7 +78,7 @@ fn a_proxy_the_kubelet_lacks_fails_and_no_proxy_anywhere_passes() {
         "/etc/environment",
         "http_proxy=http://proxy:3128\n",
     );
-    let v = proxy::judge(DOMAIN, &proxy::gather(&host), &[]);
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &[]);
     assert_eq!(v.proxy.status, Status::Fail);
     assert!(
         v.proxy
@@ -92,6 +92,31 @@ fn a_proxy_the_kubelet_lacks_fails_and_no_proxy_anywhere_passes() {
         .remedy
         .expect("remedy")
         .contains("/etc/systemd/system/kubelet.service.d/http-proxy.conf"));
+    // The SSM agent only when the NodeConfig registers through SSM: the
+    // snap's unit on Ubuntu.
+    assert!(
+        !v.proxy.summary.contains("amazon-ssm-agent"),
+        "{}",
+        v.proxy.summary
+    );
+    write(
+        root.path(),
+        "/etc/os-release",
+        "NAME=\"Ubuntu\"\nID=ubuntu\n",
+    );
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, true), &[]);
+    assert!(
+        v.proxy
+            .summary
+            .contains("snap.amazon-ssm-agent.amazon-ssm-agent.service does not set HTTP_PROXY"),
+        "{}",
+        v.proxy.summary
+    );
+    assert!(
+        !v.proxy.summary.contains(" amazon-ssm-agent.service"),
+        "{}",
+        v.proxy.summary
+    );
 }
 
 #[test]
