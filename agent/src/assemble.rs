@@ -87,7 +87,33 @@ pub fn build_all(
             facts.clone(),
             services(host),
         )),
+        Box::new(crate::preflight::PreflightDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            preflight_edges(host),
+        )),
     ]
+}
+
+/// The preflight domain's programs: the time tools and systemd's view of
+/// running services, only when the checked root is this host's (they
+/// answer for this machine, not for a tree under `--root`).
+fn preflight_edges(host: &Host) -> crate::preflight::Edges {
+    if host.root() == std::path::Path::new("/") {
+        crate::preflight::Edges {
+            time: Some(Box::new(crate::preflight::time::Tools {
+                timeout: std::time::Duration::from_secs(5),
+            })),
+            services: services(host),
+        }
+    } else {
+        crate::preflight::Edges {
+            time: None,
+            services: services(host),
+        }
+    }
 }
 
 /// The registry domain's programs: the distribution's trust tool, and

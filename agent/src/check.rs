@@ -113,13 +113,15 @@ pub mod names {
     pub const GPU: &str = "gpu";
     pub const NETWORK: &str = "network";
     pub const CREDENTIALS: &str = "credentials";
+    pub const PREFLIGHT: &str = "preflight";
 }
 
 /// Domains in the order a site admin reads them: where the host is, what
 /// it will join with, then the resources it needs.
-pub const DOMAIN_ORDER: [&str; 7] = [
+pub const DOMAIN_ORDER: [&str; 8] = [
     names::LIFECYCLE,
     names::NODECONFIG,
+    names::PREFLIGHT,
     names::CONTAINERD,
     names::REGISTRY,
     names::CREDENTIALS,

@@ -35,6 +35,7 @@ pub mod nodeconfig;
 pub mod path;
 pub mod pki;
 pub mod ports;
+pub mod preflight;
 pub mod registry;
 pub mod report;
 pub mod state;

@@ -18,7 +18,7 @@ use hybrid_node_agent_e2e::repo_root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const DOMAINS: [&str; 11] = [
+const DOMAINS: [&str; 12] = [
     "lifecycle",
     "nodeconfig",
     "containerd",
@@ -30,6 +30,7 @@ const DOMAINS: [&str; 11] = [
     "ports",
     "bandwidth",
     "credentials",
+    "preflight",
 ];
 const ENTRY: [&str; 4] = ["app", "commands", "daemon", "assemble"];
 

@@ -103,7 +103,7 @@ fn table_output_is_grouped_and_readable() {
     assert!(text.contains("fix: download nodeadm"), "{text}");
     assert!(
         text.trim_end()
-            .ends_with("WARNINGS: phase not_installed; 1 pass, 2 warn, 0 fail"),
+            .ends_with("WARNINGS: phase not_installed; 7 pass, 2 warn, 0 fail"),
         "{text}"
     );
     assert!(!text.contains('\x1b'), "no colour when asked for none");

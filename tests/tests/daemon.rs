@@ -66,7 +66,7 @@ fn systemd_ready_status_watchdog_and_stopping() {
     notify.wait_for("READY=1", Duration::from_secs(10), &mut seen);
     let ready = seen.last().cloned().unwrap_or_default();
     assert!(
-        ready.contains("STATUS=phase=installed; 2 pass, 1 warn, 0 fail"),
+        ready.contains("STATUS=phase=installed; 8 pass, 1 warn, 0 fail"),
         "{ready:?}"
     );
     // READY comes only once the endpoint is up.

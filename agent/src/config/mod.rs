@@ -10,6 +10,7 @@ pub mod dns;
 mod gpu;
 mod interval;
 mod network;
+pub mod preflight;
 mod registries;
 mod sections;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod tests;
 pub use gpu::GpuConfig;
 pub use interval::Interval;
 pub use network::{NetworkConfig, NetworkTarget};
+pub use preflight::PreflightConfig;
 pub use registries::{MirrorEntry, RegistriesConfig, RegistryEntry};
 pub use sections::{AgentConfig, ContainerdConfig, LifecycleConfig, NodeConfigConfig, WebSettings};
 
@@ -39,6 +41,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub gpu: GpuConfig,
     pub credentials: credentials::CredentialsConfig,
+    pub preflight: PreflightConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -198,6 +201,7 @@ impl Config {
                 "agent.max_connections must be at least 1".to_owned(),
             ));
         }
+        self.preflight.validate().map_err(|e| invalid(e.0))?;
         crate::logging::parse_filter(&self.agent.log_level)
             .map_err(|e| invalid(format!("agent.log_level: {e}")))?;
         Ok(())

@@ -83,6 +83,7 @@ impl ContainerdTool for Binary {
                 })
             }
             ExecError::NotUtf8 { .. } => DumpError::NotUtf8,
+            e @ ExecError::TimedOut { .. } => DumpError::Refused(e.to_string()),
         })
     }
 }

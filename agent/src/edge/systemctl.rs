@@ -1,16 +1,32 @@
 //! Restarting a systemd service: `systemctl restart containerd` after the
 //! trust store changed (`registries.restart_containerd_on_trust_change`);
-//! asking whether one runs (`systemctl show`), for the SSM agent and the
-//! IAM Roles Anywhere signing helper.
+//! asking whether one runs (`systemctl show`): the SSM agent, the IAM
+//! Roles Anywhere signing helper, the firewalls, a kubelet left from an
+//! earlier install.
 
-use super::exec::{output, ExecError};
+use super::exec::{output, output_within, ExecError};
 use std::process::Command;
+use std::time::Duration;
 
 /// Restarts services and tells their state.
 pub trait ServiceManager: Send + Sync + std::fmt::Debug {
     fn restart(&self, unit: &str) -> Result<(), ExecError>;
     /// The unit's state as systemd sees it.
     fn state(&self, unit: &str) -> Result<UnitState, ExecError>;
+    /// Whether the unit runs now: `Some(false)` when it is not running or
+    /// not installed, `None` when that cannot be told (no systemd, not this
+    /// host's services).
+    fn is_active(&self, unit: &str) -> Option<bool> {
+        match self.state(unit) {
+            Ok(UnitState::NotThisHost) => None,
+            Ok(UnitState::NotFound) => Some(false),
+            Ok(s) => Some(s.is_active()),
+            Err(e) => {
+                tracing::debug!("cannot tell whether {unit} runs: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// What systemd says about a unit.
@@ -48,6 +64,10 @@ impl UnitState {
     }
 }
 
+/// `systemctl show` answers within this, or the state is unknown (a
+/// systemd that does not answer must not hold a domain's run).
+const SHOW_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `systemctl` on the agent's `PATH`.
 #[derive(Debug, Clone, Default)]
 pub struct Systemctl;
@@ -62,7 +82,7 @@ impl ServiceManager for Systemctl {
     }
 
     fn state(&self, unit: &str) -> Result<UnitState, ExecError> {
-        output(
+        output_within(
             Command::new("systemctl").args([
                 "show",
                 "--property=LoadState,ActiveState,SubState",
@@ -70,6 +90,7 @@ impl ServiceManager for Systemctl {
                 unit,
             ]),
             &format!("systemctl show {unit}"),
+            SHOW_TIMEOUT,
         )
         .map(|text| UnitState::parse(&text))
     }
@@ -114,3 +135,4 @@ mod tests {
         );
     }
 }
+

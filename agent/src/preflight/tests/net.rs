@@ -1,0 +1,256 @@
+//! Proxy settings and host firewall rules.
+
+use super::*;
+
+#[test]
+fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(r, "/etc/environment", "PATH=/usr/bin\nHTTPS_PROXY=http://user:s3cret@proxy.corp:3128\nhttps_proxy=http://user:s3cret@proxy.corp:3128\nNO_PROXY=localhost,.corp,10.0.0.0/8\n");
+    write(r, "/etc/systemd/system/kubelet.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:s3cret@proxy.corp:3128\"\nEnvironment=\"NO_PROXY=localhost,.corp,10.0.0.0/8\"\n");
+    write(r, "/usr/lib/systemd/system/containerd.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:other@proxy2.corp:3128\" \"NO_PROXY=10.0.0.0/8,.corp,localhost\"\n");
+    fs::create_dir_all(r.join("etc/apt/apt.conf.d")).expect("mkdir");
+    let must = vec![
+        ("localhost".to_owned(), "localhost".to_owned()),
+        (
+            "API server endpoint".to_owned(),
+            "abc.gr7.us-west-2.eks.amazonaws.com".to_owned(),
+        ),
+        ("registry".to_owned(), "harbor.corp".to_owned()),
+        ("registry".to_owned(), "10.1.2.3".to_owned()),
+    ];
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must);
+    assert_eq!(v.proxy.status, Status::Fail, "{:?}", v.proxy);
+    let s = &v.proxy.summary;
+    assert!(s.contains("/usr/lib/systemd/system/containerd.service.d/http-proxy.conf:2 has http://***@proxy2.corp:3128 but /etc/environment:2 has http://***@proxy.corp:3128"), "{s}");
+    assert!(!s.contains("s3cret") && !s.contains("other@"), "{s}");
+    assert!(v.configured && !v.consistent);
+    // NO_PROXY: order does not matter; the API endpoint is not covered.
+    assert_eq!(v.no_proxy.status, Status::Warn, "{:?}", v.no_proxy);
+    assert!(
+        v.no_proxy
+            .summary
+            .contains("abc.gr7.us-west-2.eks.amazonaws.com (API server endpoint)"),
+        "{}",
+        v.no_proxy.summary
+    );
+    assert!(
+        !v.no_proxy.summary.contains("harbor.corp"),
+        "{}",
+        v.no_proxy.summary
+    );
+    assert_eq!(v.uncovered, 1);
+    // Made consistent: apt has no proxy, which only warns.
+    write(r, "/usr/lib/systemd/system/containerd.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:s3cret@proxy.corp:3128\" \"NO_PROXY=10.0.0.0/8,.corp,localhost\"\n");
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
+    assert_eq!(v.proxy.status, Status::Warn, "{:?}", v.proxy);
+    assert!(
+        v.proxy.summary.contains("apt has no proxy set"),
+        "{}",
+        v.proxy.summary
+    );
+    write(r, "/etc/apt/apt.conf.d/proxy.conf", "Acquire::http::Proxy \"http://user:s3cret@proxy.corp:3128\";\nAcquire::https::Proxy \"http://user:s3cret@proxy.corp:3128/\";\n");
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
+    assert_eq!(v.proxy.status, Status::Pass, "{:?}", v.proxy);
+    assert!(
+        v.proxy.summary.contains("http://***@proxy.corp:3128"),
+        "{}",
+        v.proxy.summary
+    );
+    // Lower case disagreeing with upper case in one file.
+    write(r, "/etc/environment", "HTTPS_PROXY=http://user:s3cret@proxy.corp:3128\nhttps_proxy=http://elsewhere:8080\nNO_PROXY=localhost,.corp,10.0.0.0/8\n");
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
+    assert_eq!(v.proxy.status, Status::Fail);
+    assert!(v.proxy.summary.contains("/etc/environment:1 HTTPS_PROXY=http://***@proxy.corp:3128 and /etc/environment:2 https_proxy=http://elsewhere:8080 differ"), "{}", v.proxy.summary);
+}
+
+#[test]
+fn a_proxy_the_kubelet_lacks_fails_and_no_proxy_anywhere_passes() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &[]);
+    assert_eq!(v.proxy.status, Status::Pass);
+    assert_eq!(v.no_proxy.status, Status::NotApplicable);
+    assert!(!v.configured && v.consistent);
+    write(
+        root.path(),
+        "/etc/environment",
+        "http_proxy=http://proxy:3128\n",
+    );
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &[]);
+    assert_eq!(v.proxy.status, Status::Fail);
+    assert!(
+        v.proxy
+            .summary
+            .contains("kubelet.service does not set HTTP_PROXY"),
+        "{}",
+        v.proxy.summary
+    );
+    assert!(v
+        .proxy
+        .remedy
+        .expect("remedy")
+        .contains("/etc/systemd/system/kubelet.service.d/http-proxy.conf"));
+    // The SSM agent only when the NodeConfig registers through SSM: the
+    // snap's unit on Ubuntu.
+    assert!(
+        !v.proxy.summary.contains("amazon-ssm-agent"),
+        "{}",
+        v.proxy.summary
+    );
+    write(
+        root.path(),
+        "/etc/os-release",
+        "NAME=\"Ubuntu\"\nID=ubuntu\n",
+    );
+    let v = proxy::judge(DOMAIN, &proxy::gather(&host, true), &[]);
+    assert!(
+        v.proxy
+            .summary
+            .contains("snap.amazon-ssm-agent.amazon-ssm-agent.service does not set HTTP_PROXY"),
+        "{}",
+        v.proxy.summary
+    );
+    assert!(
+        !v.proxy.summary.contains(" amazon-ssm-agent.service"),
+        "{}",
+        v.proxy.summary
+    );
+}
+
+#[test]
+fn no_proxy_matches_like_go() {
+    assert!(proxy::bypasses("localhost,.corp", "harbor.corp"));
+    assert!(!proxy::bypasses(".corp", "corp"));
+    assert!(proxy::bypasses("corp", "a.b.corp"));
+    assert!(proxy::bypasses("*.corp", "a.corp"));
+    assert!(proxy::bypasses("10.0.0.0/8", "10.1.2.3"));
+    assert!(!proxy::bypasses("10.0.0.0/8", "11.1.2.3"));
+    assert!(proxy::bypasses("harbor.corp:5000", "harbor.corp"));
+    assert!(proxy::bypasses("*", "anything"));
+    assert!(!proxy::bypasses("notcorp", "corp"));
+    assert_eq!(proxy::redact("http://u:p@h:1/x"), "http://***@h:1/x");
+    assert_eq!(proxy::redact("u:p@h:1"), "***@h:1");
+    assert_eq!(proxy::redact("http://h:1"), "http://h:1");
+}
+
+fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
+    firewall::Ufw {
+        enabled,
+        default_input: "DROP".to_owned(),
+        rules: firewall::parse_ufw_rules(rules, "/etc/ufw/user.rules"),
+    }
+}
+
+#[test]
+fn ufw_rules_written_by_ufw_decide_the_ports() {
+    let ports = required_ports(Cni::Cilium);
+    let open = ufw(UFW_OPEN, true);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&open, true)), &ports);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(series.iter().all(|(_, o)| *o));
+    let deny = ufw(UFW_DENY, true);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, true)), &ports);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary.contains(
+            "ufw does not let in 8472/udp (Cilium VXLAN): /etc/ufw/user.rules:20 denys it"
+        ),
+        "{}",
+        c.summary
+    );
+    assert_eq!(c.remedy.as_deref(), Some("ufw allow 8472/udp"));
+    assert!(series.contains(&(ports[0], true)) && series.contains(&(ports[1], false)));
+    // Calico's port is allowed from 10.0.0.0/8 only: said, and counted open.
+    let (c, _) = firewall::judge(
+        DOMAIN,
+        None,
+        Some((&deny, true)),
+        &required_ports(Cni::Calico),
+    );
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.summary.contains("from 10.0.0.0/8"), "{}", c.summary);
+    // Installed, not running: nothing to open.
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, false)), &ports);
+    assert_eq!(c.status, Status::Pass);
+    assert!(c.summary.contains("not running"), "{}", c.summary);
+    assert!(series.iter().all(|(_, o)| *o));
+}
+
+#[test]
+fn firewalld_zones_and_services_decide_the_ports() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(r, "/usr/lib/firewalld/zones/public.xml", ZONE_DEFAULT);
+    write(r, "/usr/lib/firewalld/services/ssh.xml", "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<service>\n  <short>SSH</short>\n  <port protocol=\"tcp\" port=\"22\"/>\n</service>\n");
+    write(r, "/etc/firewalld/firewalld.conf", "DefaultZone=public\n");
+    let fw = firewall::read_firewalld(&host).expect("installed");
+    assert_eq!(fw.zones.len(), 1);
+    let ports = required_ports(Cni::Cilium);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.summary.contains("firewalld zone public (/usr/lib/firewalld/zones/public.xml) does not let in 10250/tcp (kubelet)"), "{}", c.summary);
+    assert!(
+        c.summary
+            .contains("10250/tcp (kubelet), 8472/udp (Cilium VXLAN)"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(
+        c.remedy.as_deref(),
+        Some("firewall-cmd --permanent --zone=public --add-port=10250/tcp --add-port=8472/udp && firewall-cmd --reload")
+    );
+    // The zone firewall-offline-cmd wrote in /etc overrides the shipped one.
+    write(r, "/etc/firewalld/zones/public.xml", ZONE_OPEN);
+    let fw = firewall::read_firewalld(&host).expect("installed");
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    // A service carrying the port counts; a trusted zone accepts all.
+    write(
+        r,
+        "/etc/firewalld/services/kubelet.xml",
+        "<service><port protocol=\"tcp\" port=\"10240-10260\"/></service>",
+    );
+    write(
+        r,
+        "/etc/firewalld/zones/internal.xml",
+        "<zone target=\"ACCEPT\"><interface name=\"eno1\"/></zone>",
+    );
+    write(
+        r,
+        "/etc/firewalld/zones/public.xml",
+        "<zone><service name=\"kubelet\"/><port port=\"8472\" protocol=\"udp\"/></zone>",
+    );
+    let fw = firewall::read_firewalld(&host).expect("installed");
+    assert_eq!(fw.zones.len(), 2);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains("service kubelet in zone public"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.summary.contains("zone internal accepts everything"),
+        "{}",
+        c.summary
+    );
+    // Enabled under a root: the link `systemctl enable` makes.
+    assert!(!firewall::firewalld_on(&host, None));
+    fs::create_dir_all(r.join("etc/systemd/system/multi-user.target.wants")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system/firewalld.service",
+        r.join("etc/systemd/system/multi-user.target.wants/firewalld.service"),
+    )
+    .expect("link");
+    assert!(firewall::firewalld_on(&host, None));
+    assert!(!firewall::firewalld_on(&host, Some(false)));
+    // A /proc under the root (a machine not booted with systemd): enabled
+    // is not running; a firewalld process is.
+    write(r, "/proc/1/comm", "process_api\n");
+    assert!(!firewall::firewalld_on(&host, None));
+    write(r, "/proc/812/comm", "firewalld\n");
+    assert!(firewall::firewalld_on(&host, None));
+}
