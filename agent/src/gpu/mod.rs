@@ -10,6 +10,7 @@ pub mod fake;
 mod host;
 mod metrics;
 pub mod nvml;
+mod nvml_raw;
 pub mod source;
 
 pub use host::kernel_module;
@@ -121,6 +122,7 @@ impl Domain for GpuDomain {
 
     fn reconfigure(&mut self, config: &Config) {
         self.cfg = config.gpu.clone();
+        self.source.set_library(&self.cfg.nvml_library);
     }
 
     fn run(&mut self) -> Vec<Check> {
