@@ -43,9 +43,14 @@ impl Metrics {
     /// value while NVML cannot be read. Counters stay: they are totals.
     pub(super) fn forget_readings(&self) {
         self.count.set(0);
+        self.driver_info.clear();
+        self.forget_gpus();
+    }
+
+    /// Drops every per-GPU gauge (re-exported by the sweep that follows).
+    pub(super) fn forget_gpus(&self) {
         for f in [
             &self.info,
-            &self.driver_info,
             &self.ecc_enabled,
             &self.remap_pending,
             &self.remap_failed,

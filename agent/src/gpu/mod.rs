@@ -134,7 +134,7 @@ impl Domain for GpuDomain {
         let (expected_count, why) = expected(&self.host, &self.cfg, &self.facts);
         let expected = !why.is_empty();
         let why = why.join(", ");
-        if expected {
+        if expected || device_nodes(&self.host) > 0 {
             // Before NVML registers for events: what the kernel logged
             // until now, so nothing is counted twice.
             self.read_kernel_log();
@@ -218,6 +218,15 @@ impl Domain for GpuDomain {
             expected_nvlinks: self.cfg.expected_nvlinks,
             ..Limits::default()
         };
+        // A GPU gone from the sweep (lost, or a smaller count) takes its
+        // series with it rather than leaving them frozen.
+        if !readings
+            .iter()
+            .map(|g| g.index)
+            .eq(self.prev.keys().copied())
+        {
+            self.metrics.forget_gpus();
+        }
         for g in &readings {
             let hw = g.clock_events.is_some_and(|b| {
                 b & (checks::reason::HW_SLOWDOWN

@@ -22,7 +22,7 @@ use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::Nvml;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -313,7 +313,7 @@ fn watch_xids(library: &str, tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
                     .map_err(|e| e.error.to_string())
             });
         match registered {
-            Ok(set) => sets.push(set),
+            Ok(set) => sets.push((i, set)),
             Err(e) => {
                 tracing::warn!(gpu = i, error = %e, "XID events of GPU {i} not available: {e}")
             }
@@ -324,19 +324,48 @@ fn watch_xids(library: &str, tx: &SyncSender<XidEvent>, stop: &AtomicBool) {
     }
     let slice = u32::try_from(1000 / sets.len()).unwrap_or(100).max(50);
     while !stop.load(Ordering::Relaxed) {
-        for set in &sets {
-            match set.wait(slice) {
-                Ok(data) => {
-                    if let Some(XidError::Value(xid)) = data.event_data {
-                        let gpu = data.device.index().unwrap_or(u32::MAX);
-                        tracing::warn!(gpu, xid, "XID {xid} on GPU {gpu}");
-                        // A full channel drops the event (the kernel log keeps it).
-                        let _ = tx.try_send(XidEvent { gpu, xid });
+        for (gpu, set) in &sets {
+            // Drain what is queued for this GPU (an XID storm) before the
+            // next one waits; bounded so one GPU cannot starve the others.
+            let mut timeout = slice;
+            for _ in 0..DRAIN {
+                match set.wait(timeout) {
+                    Ok(data) => {
+                        timeout = 0;
+                        if let Some(XidError::Value(xid)) = data.event_data {
+                            // The set's GPU: a lost GPU's handle no longer
+                            // answers nvmlDeviceGetIndex.
+                            tracing::debug!(gpu, xid, "XID {xid} on GPU {gpu}");
+                            if !send(tx, XidEvent { gpu: *gpu, xid }, stop) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(NvmlError::Timeout) => break,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(u64::from(slice)));
+                        break;
                     }
                 }
-                Err(NvmlError::Timeout) => {}
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(u64::from(slice))),
             }
+        }
+    }
+}
+
+/// Events taken from one GPU's set in a row at most.
+const DRAIN: usize = 1024;
+
+/// Hands an event to the domain. A full channel (a storm between two runs)
+/// holds it here, NVML queueing the rest meanwhile. `false`: stop.
+fn send(tx: &SyncSender<XidEvent>, mut event: XidEvent, stop: &AtomicBool) -> bool {
+    loop {
+        match tx.try_send(event) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(e)) if !stop.load(Ordering::Relaxed) => {
+                event = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(_) => return false,
         }
     }
 }

@@ -118,8 +118,23 @@ impl GpuDomain {
                 self.record(gpu, x.xid, at);
             }
         }
+        let mut new: Vec<String> = Vec::new();
+        let mut count = 0usize;
         for e in self.source.xids() {
+            if xid::classify(e.xid, &self.cfg.xid_fatal, &self.cfg.xid_ignore)
+                != xid::Class::Ignored
+            {
+                count += 1;
+                let s = format!("XID {} on GPU {}", e.xid, e.gpu);
+                if new.len() < 10 && !new.contains(&s) {
+                    new.push(s);
+                }
+            }
             self.record(e.gpu, e.xid, now);
+        }
+        // One line per run, however many events a storm brought.
+        if count > 0 {
+            tracing::warn!(count, "{count} new XID event(s): {}", new.join(", "));
         }
         let window = self.cfg.xid_window.get();
         let current = self.history.current(now, window);

@@ -72,13 +72,10 @@ impl History {
 
     /// Drops events older than `window` at `now`; returns what remains.
     pub fn current(&mut self, now: Instant, window: Duration) -> Vec<Seen> {
-        while self
-            .events
-            .front()
-            .is_some_and(|e| now.duration_since(e.at) > window)
-        {
-            self.events.pop_front();
-        }
+        // Not only from the front: events read from the kernel log at start
+        // arrive in log order, not in the order they age out.
+        self.events
+            .retain(|e| now.saturating_duration_since(e.at) <= window);
         self.events.iter().copied().collect()
     }
 }
@@ -124,6 +121,22 @@ mod tests {
             h.current(t0 + Duration::from_secs(3601), w).is_empty(),
             "recovers by itself"
         );
+    }
+
+    #[test]
+    fn events_recorded_out_of_order_age_out_each_on_its_own() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let mut h = History::default();
+        for (ago, xid) in [(60, 79), (3000, 48)] {
+            h.record(Seen {
+                at: t0 - Duration::from_secs(ago),
+                gpu: 0,
+                xid,
+                class: Class::Fatal,
+            });
+        }
+        let left = h.current(t0, Duration::from_secs(600));
+        assert_eq!(left.iter().map(|s| s.xid).collect::<Vec<_>>(), [79]);
     }
 
     #[test]
