@@ -182,9 +182,52 @@ fn hgx_h100_passes_with_18_nvlinks_each_and_the_fabric_from_nvml() {
     );
     assert_eq!(gpu_series(&m, "hybrid_node_gpu_recovery_action").len(), 8);
     assert!(
-        m.contains(r#"hybrid_node_gpu{gpu="3",uuid="GPU-4c2a1e0b-0000-4000-8000-000000000003",model="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:5D:00.0",vbios="96.00.99.00.01"} 1"#),
+        m.contains(r#"hybrid_node_gpu_info{gpu="3",uuid="GPU-4c2a1e0b-0000-4000-8000-000000000003",model="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:5D:00.0",vbios="96.00.99.00.01"} 1"#),
         "{m}"
     );
+}
+
+/// Every `hybrid_node_gpu_*` family of docs/metrics.md, by name.
+fn documented_gpu_families() -> Vec<String> {
+    let doc = std::fs::read_to_string(hybrid_node_agent_e2e::repo_root().join("docs/metrics.md"))
+        .expect("docs/metrics.md");
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("| `hybrid_node_gpu"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|rest| format!("hybrid_node_gpu{rest}"))
+        .collect()
+}
+
+#[test]
+fn the_gpu_metrics_of_an_hgx_scrape_are_the_documented_ones() {
+    let host = GpuHost::new("gpu-lost.toml", 8, 4, "");
+    let agent = host.start();
+    agent.wait_check("gpu", "xid", WAIT, |s, _| s == "fail");
+    let m = agent.metrics();
+    let scraped: Vec<String> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| n.starts_with("hybrid_node_gpu"))
+        .map(str::to_owned)
+        .collect();
+    let documented = documented_gpu_families();
+    for name in &scraped {
+        // Counters are documented with their `_total` sample name (the
+        // OpenMetrics TYPE line names the family without it).
+        let total = format!("{name}_total");
+        assert!(
+            documented.contains(name) || documented.contains(&total),
+            "{name} is exported but not in docs/metrics.md"
+        );
+    }
+    for name in &documented {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            scraped.iter().any(|s| s == family || s == name),
+            "{name} is documented but not exported: {scraped:?}"
+        );
+    }
 }
 
 #[test]

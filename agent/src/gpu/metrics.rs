@@ -77,12 +77,12 @@ impl Metrics {
     pub(super) fn register(r: &mut Registry) -> Self {
         let m = Metrics::default();
         r.register(
-            "gpu",
+            "gpu_info",
             "GPU identity: 1 per GPU, with its PCI bus id and VBIOS",
             m.info.clone(),
         );
         r.register(
-            "gpu_driver",
+            "gpu_driver_info",
             "NVIDIA driver, CUDA driver version and kernel module flavour (open or proprietary)",
             m.driver_info.clone(),
         );
