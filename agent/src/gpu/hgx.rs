@@ -335,7 +335,9 @@ mod tests {
             recovery: 1,
         });
         assert_eq!(nvlink(&g, Some(&prev), Some(18)).status, Status::Warn);
-        g.nvlink.as_mut().map(|l| l[7] = false);
+        if let Some(l) = g.nvlink.as_mut() {
+            l[7] = false;
+        }
         let c = nvlink(&g, None, Some(18));
         assert!(c.summary.contains("link(s) 7 inactive of 18"), "{c:?}");
     }

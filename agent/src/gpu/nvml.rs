@@ -77,7 +77,8 @@ pub struct NvmlSource {
 #[derive(Debug)]
 enum State {
     Idle,
-    Ready(Nvml),
+    // Boxed: the symbol table is ~12 KiB.
+    Ready(Box<Nvml>),
     Failed {
         error: SourceError,
         retry_at: Instant,
@@ -149,7 +150,7 @@ impl NvmlSource {
                         );
                     }
                     self.start_xid_thread();
-                    self.state = State::Ready(nvml);
+                    self.state = State::Ready(Box::new(nvml));
                 }
                 Err(e) => {
                     let error = map_err(e, None);

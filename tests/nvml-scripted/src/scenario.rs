@@ -178,3 +178,59 @@ pub fn load(path: &Path) -> Result<Scenario, String> {
     }
     Scenario::deserialize(doc).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/nvml")
+            .join(name)
+    }
+
+    #[test]
+    fn every_fixture_loads_with_its_gpus() {
+        for (name, gpus) in [
+            ("hgx-h100.toml", 8),
+            ("h100-pcie.toml", 1),
+            ("no-driver.toml", 0),
+            ("mismatch.toml", 0),
+            ("gpu-lost.toml", 8),
+            ("xid-storm.toml", 8),
+        ] {
+            let s = load(&fixture(name)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.gpu.len(), gpus, "{name}");
+        }
+        let hgx = load(&fixture("hgx-h100.toml")).expect("hgx");
+        // The template fills every GPU; each keeps its own identity.
+        assert!(hgx
+            .gpu
+            .iter()
+            .all(|g| g.nvlinks == Some(18) && g.fabric_state == Some(3)));
+        assert_eq!(hgx.gpu[3].pci_bus_id, "00000000:5D:00.0");
+        let lost = load(&fixture("gpu-lost.toml")).expect("lost");
+        assert_eq!(lost.gpu[3].lost_after_s, Some(4.0));
+        assert_eq!(lost.gpu[2].lost_after_s, None);
+        let none = load(&fixture("no-driver.toml")).expect("none");
+        assert_eq!(none.init, code("DRIVER_NOT_LOADED").expect("code"));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_the_field() {
+        let dir = std::env::temp_dir().join(format!("nvml-scripted-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "init = \"DRIVER_GONE\"\n").expect("write");
+        let e = load(&p).expect_err("bad code");
+        assert!(e.contains("bad.toml") && e.contains("DRIVER_GONE"), "{e}");
+        std::fs::write(
+            &p,
+            "[[gpu]]\nname = \"x\"\nuuid = \"u\"\npci_bus_id = \"0:1:0.0\"\ntemp = 3\n",
+        )
+        .expect("write");
+        let e = load(&p).expect_err("unknown field");
+        assert!(e.contains("temp"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
