@@ -13,8 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 if [ "${CI:-}" = "true" ] || [ "${PACKAGE_TESTS:-}" = "1" ]; then
   scripts/package.sh
 fi
-# The black-box tests drive the built binary.
-cargo build --workspace --bins --locked
+# The black-box tests drive the built binary (and the GPU tests load the
+# scripted NVML library, a cdylib: --lib builds it).
+cargo build --workspace --bins --lib --locked
 cargo test --workspace --locked
 # Every fuzz target for a short, bounded time (and the crashes found so far
 # replayed): under CI, or when asked with FUZZ_SECONDS.

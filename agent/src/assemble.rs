@@ -50,7 +50,7 @@ pub fn build_all(
             host.clone(),
             registry,
             facts.clone(),
-            Box::new(crate::gpu::nvml::NvmlSource::new()),
+            Box::new(crate::gpu::nvml::NvmlSource::new(&config.gpu.nvml_library)),
         )),
         Box::new(crate::net::NetworkDomain::new(
             config,

@@ -70,6 +70,25 @@ pub fn agent_bin() -> PathBuf {
     .clone()
 }
 
+/// The scripted NVML library (tests/nvml-scripted) of this build, beside
+/// the agent binary; built first if missing (`cargo build --workspace`
+/// builds it too).
+pub fn nvml_scripted_lib() -> PathBuf {
+    let lib = agent_bin()
+        .parent()
+        .map(|d| d.join("libnvml_scripted.so"))
+        .expect("the agent binary has a directory");
+    if !lib.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "nvml-scripted"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of nvml-scripted failed");
+    }
+    lib
+}
+
 /// Whether missing external tools must fail rather than skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

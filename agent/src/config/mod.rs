@@ -163,6 +163,7 @@ impl Config {
         }
         n.bandwidth.validate().map_err(|e| invalid(e.0))?;
         self.credentials.validate().map_err(|e| invalid(e.0))?;
+        self.gpu.validate().map_err(|e| invalid(e.0))?;
         for r in &n.resolver {
             r.validate().map_err(|e| invalid(e.0))?;
         }

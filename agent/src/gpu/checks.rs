@@ -38,6 +38,8 @@ pub struct Limits {
     pub thermal_margin: u32,
     /// Consecutive readings a HW slowdown must last to fail.
     pub sustained_readings: u32,
+    /// `gpu.expected_nvlinks`.
+    pub expected_nvlinks: Option<u32>,
 }
 
 impl Default for Limits {
@@ -45,6 +47,7 @@ impl Default for Limits {
         Limits {
             thermal_margin: 5,
             sustained_readings: 2,
+            expected_nvlinks: None,
         }
     }
 }
@@ -57,6 +60,20 @@ fn id(what: &str, g: &GpuReading) -> String {
 /// `hw_slow_streak` counts consecutive readings with a hardware slowdown
 /// (including this one).
 pub fn per_gpu(
+    g: &GpuReading,
+    prev: Option<&GpuReading>,
+    hw_slow_streak: u32,
+    limits: &Limits,
+) -> Vec<Check> {
+    let mut out = basic(g, prev, hw_slow_streak, limits);
+    let links = super::hgx::expected_links(&g.name, limits.expected_nvlinks);
+    out.push(super::hgx::nvlink(g, prev, links));
+    out.push(super::hgx::memory_thermal(g, limits.thermal_margin));
+    out.push(super::hgx::recovery(g));
+    out
+}
+
+fn basic(
     g: &GpuReading,
     prev: Option<&GpuReading>,
     hw_slow_streak: u32,
@@ -216,39 +233,6 @@ pub fn per_gpu(
         _ => na("pcie", "PCIe link information not available"),
     });
 
-    // NVLink.
-    out.push(match &g.nvlink {
-        None => na("nvlink", "NVLink not supported"),
-        Some(links) if links.is_empty() => na("nvlink", "no NVLink links"),
-        Some(links) => {
-            let down: Vec<String> = links
-                .iter()
-                .enumerate()
-                .filter(|(_, up)| !**up)
-                .map(|(i, _)| i.to_string())
-                .collect();
-            if down.is_empty() {
-                Check::pass(
-                    DOMAIN,
-                    id("nvlink", g),
-                    format!("{who}: {} NVLink links active", links.len()),
-                )
-            } else {
-                Check::new(
-                    DOMAIN,
-                    id("nvlink", g),
-                    Status::Fail,
-                    format!(
-                        "{who}: NVLink link(s) {} inactive of {}",
-                        down.join(","),
-                        links.len()
-                    ),
-                )
-                .with_remedy("check nvidia-fabricmanager and the baseboard; reset the GPUs")
-            }
-        }
-    });
-
     // Persistence mode.
     out.push(match g.persistence {
         None => na("persistence", "persistence mode not supported"),
@@ -406,7 +390,9 @@ mod tests {
 
     #[test]
     fn a_healthy_h100_passes_with_nvlink_na_on_a_single_gpu() {
-        let c = run(&healthy_h100(0), None, 0);
+        let mut g = healthy_h100(0);
+        g.name = "NVIDIA H100 PCIe".into();
+        let c = run(&g, None, 0);
         for what in [
             "ecc",
             "row_remap",

@@ -82,5 +82,10 @@ pub fn healthy_h100(index: u32) -> GpuReading {
         slowdown_temperature: Some(87),
         power_watts: Some(72.0),
         power_limit_watts: Some(700.0),
+        memory_temperature: Some(40),
+        memory_max_temperature: Some(95),
+        nvlink_errors: None,
+        fabric: None,
+        recovery_action: Some(0),
     }
 }

@@ -32,6 +32,10 @@ pub(super) struct Metrics {
     pub(super) clock_event: Family<Labels, Gauge>,
     pub(super) persistence: Family<Labels, Gauge>,
     pub(super) xid: Family<Labels, Counter>,
+    pub(super) nvlink_errors: Family<Labels, Counter>,
+    pub(super) memory_temperature: Family<Labels, FGauge>,
+    pub(super) fabric_state: Family<Labels, Gauge>,
+    pub(super) recovery_action: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -39,9 +43,14 @@ impl Metrics {
     /// value while NVML cannot be read. Counters stay: they are totals.
     pub(super) fn forget_readings(&self) {
         self.count.set(0);
+        self.driver_info.clear();
+        self.forget_gpus();
+    }
+
+    /// Drops every per-GPU gauge (re-exported by the sweep that follows).
+    pub(super) fn forget_gpus(&self) {
         for f in [
             &self.info,
-            &self.driver_info,
             &self.ecc_enabled,
             &self.remap_pending,
             &self.remap_failed,
@@ -50,10 +59,17 @@ impl Metrics {
             &self.nvlink_up,
             &self.clock_event,
             &self.persistence,
+            &self.fabric_state,
+            &self.recovery_action,
         ] {
             f.clear();
         }
-        for f in [&self.temperature, &self.power, &self.power_limit] {
+        for f in [
+            &self.temperature,
+            &self.power,
+            &self.power_limit,
+            &self.memory_temperature,
+        ] {
             f.clear();
         }
     }
@@ -61,12 +77,12 @@ impl Metrics {
     pub(super) fn register(r: &mut Registry) -> Self {
         let m = Metrics::default();
         r.register(
-            "gpu",
+            "gpu_info",
             "GPU identity: 1 per GPU, with its PCI bus id and VBIOS",
             m.info.clone(),
         );
         r.register(
-            "gpu_driver",
+            "gpu_driver_info",
             "NVIDIA driver, CUDA driver version and kernel module flavour (open or proprietary)",
             m.driver_info.clone(),
         );
@@ -143,6 +159,27 @@ impl Metrics {
             "gpu_persistence_mode_enabled",
             "1 if persistence mode is on",
             m.persistence.clone(),
+        );
+        r.register(
+            "gpu_nvlink_errors",
+            "NVLink data-link errors of all the GPU's links by type (crc, replay, recovery)",
+            m.nvlink_errors.clone(),
+        );
+        r.register_with_unit(
+            "gpu_memory_temperature",
+            "HBM temperature",
+            Unit::Celsius,
+            m.memory_temperature.clone(),
+        );
+        r.register(
+            "gpu_fabric_state",
+            "NVSwitch fabric registration: 1 not started, 2 in progress, 3 completed",
+            m.fabric_state.clone(),
+        );
+        r.register(
+            "gpu_recovery_action",
+            "Recovery the driver asks for: 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset",
+            m.recovery_action.clone(),
         );
         r.register(
             "gpu_xid_errors",
@@ -253,6 +290,24 @@ impl super::GpuDomain {
         }
         if let Some(p) = g.persistence {
             m.persistence.get_or_create(&base).set(i64::from(p));
+        }
+        if let Some(t) = g.memory_temperature {
+            m.memory_temperature.get_or_create(&base).set(f64::from(t));
+        }
+        if let Some(f) = g.fabric {
+            m.fabric_state.get_or_create(&base).set(i64::from(f.state));
+        }
+        if let Some(a) = g.recovery_action {
+            m.recovery_action.get_or_create(&base).set(i64::from(a));
+        }
+        if let Some(e) = g.nvlink_errors {
+            for (kind, v) in [
+                ("crc", e.crc),
+                ("replay", e.replay),
+                ("recovery", e.recovery),
+            ] {
+                self.count_up(&m.nvlink_errors, with("type", kind), v);
+            }
         }
     }
 }

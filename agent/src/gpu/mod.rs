@@ -7,10 +7,14 @@
 pub mod checks;
 #[cfg(test)]
 pub mod fake;
+pub mod hgx;
 mod host;
+pub mod kernel_log;
 mod metrics;
 pub mod nvml;
+mod nvml_raw;
 pub mod source;
+mod xids;
 
 pub use host::kernel_module;
 
@@ -24,7 +28,7 @@ use checks::{Limits, DOMAIN};
 use prometheus_client::registry::Registry;
 use source::{GpuReading, GpuSource, SourceError};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::metrics::label::LabelValue;
 use host::{device_nodes, expected, process_running};
@@ -42,6 +46,7 @@ pub struct GpuDomain {
     history: xid::History,
     /// Last absolute value reported per counter series, to count increases.
     reported: BTreeMap<String, u64>,
+    kernel: xids::KernelLog,
 }
 
 impl GpuDomain {
@@ -64,6 +69,7 @@ impl GpuDomain {
             hw_streak: BTreeMap::new(),
             history: xid::History::default(),
             reported: BTreeMap::new(),
+            kernel: xids::KernelLog::default(),
         }
     }
 
@@ -121,15 +127,23 @@ impl Domain for GpuDomain {
 
     fn reconfigure(&mut self, config: &Config) {
         self.cfg = config.gpu.clone();
+        self.source.set_library(&self.cfg.nvml_library);
     }
 
     fn run(&mut self) -> Vec<Check> {
         let (expected_count, why) = expected(&self.host, &self.cfg, &self.facts);
         let expected = !why.is_empty();
         let why = why.join(", ");
+        if expected || device_nodes(&self.host) > 0 {
+            // Before NVML registers for events: what the kernel logged
+            // until now, so nothing is counted twice.
+            self.read_kernel_log();
+        }
         let mut out = match self.driver_check(expected, &why) {
             Ok(c) => vec![c],
             Err(checks) => {
+                // Read the kernel log again once the driver answers.
+                self.kernel.due = true;
                 self.metrics.forget_readings();
                 return checks;
             }
@@ -201,8 +215,18 @@ impl Domain for GpuDomain {
 
         let limits = Limits {
             thermal_margin: self.cfg.thermal_margin,
+            expected_nvlinks: self.cfg.expected_nvlinks,
             ..Limits::default()
         };
+        // A GPU gone from the sweep (lost, or a smaller count) takes its
+        // series with it rather than leaving them frozen.
+        if !readings
+            .iter()
+            .map(|g| g.index)
+            .eq(self.prev.keys().copied())
+        {
+            self.metrics.forget_gpus();
+        }
         for g in &readings {
             let hw = g.clock_events.is_some_and(|b| {
                 b & (checks::reason::HW_SLOWDOWN
@@ -216,9 +240,9 @@ impl Domain for GpuDomain {
             out.extend(checks::per_gpu(g, self.prev.get(&g.index), streak, &limits));
             self.export(g);
         }
-        self.prev = readings.into_iter().map(|g| (g.index, g)).collect();
 
-        // Fabric: NVSwitch systems need the fabric manager.
+        // Fabric: NVML's registration state per GPU; NVSwitch device nodes
+        // and the fabric manager's process where the driver has no such call.
         let nvswitch = std::fs::read_dir(self.host.path("/dev"))
             .map(|d| {
                 d.filter_map(Result::ok).any(|e| {
@@ -228,62 +252,11 @@ impl Domain for GpuDomain {
                 })
             })
             .unwrap_or(false);
-        out.push(if !nvswitch {
-            Check::not_applicable(DOMAIN, "fabric", "no NVSwitch on this host")
-        } else if process_running(&self.host, "nv-fabricmanager") {
-            Check::pass(
-                DOMAIN,
-                "fabric",
-                "NVSwitch present and nvidia-fabricmanager running",
-            )
-        } else {
-            Check::new(
-                DOMAIN,
-                "fabric",
-                Status::Fail,
-                "NVSwitch present but nvidia-fabricmanager is not running: CUDA fails on every GPU",
-            )
-            .with_remedy("systemctl enable --now nvidia-fabricmanager (same version as the driver)")
-        });
+        let fabric_manager = nvswitch && process_running(&self.host, "nv-fabricmanager");
+        out.push(hgx::fabric(&readings, nvswitch, fabric_manager));
+        self.prev = readings.iter().cloned().map(|g| (g.index, g)).collect();
 
-        // XIDs.
-        let now = Instant::now();
-        for e in self.source.xids() {
-            let class = xid::classify(e.xid, &self.cfg.xid_fatal, &self.cfg.xid_ignore);
-            self.metrics
-                .xid
-                .get_or_create(&vec![
-                    ("gpu", LabelValue::from(e.gpu.to_string())),
-                    ("xid", LabelValue::from(e.xid.to_string())),
-                    ("class", LabelValue::from(class.as_str().to_owned())),
-                ])
-                .inc();
-            self.history.record(xid::Seen {
-                at: now,
-                gpu: e.gpu,
-                xid: e.xid,
-                class,
-            });
-        }
-        let window = self.cfg.xid_window.get();
-        let current = self.history.current(now, window);
-        let list = |c: xid::Class| -> Vec<String> {
-            current
-                .iter()
-                .filter(|s| s.class == c)
-                .map(|s| format!("XID {} on GPU {}", s.xid, s.gpu))
-                .collect()
-        };
-        let (fatal, warn) = (list(xid::Class::Fatal), list(xid::Class::Warn));
-        out.push(if !fatal.is_empty() {
-            Check::new(DOMAIN, "xid", Status::Fail, format!("fatal XIDs within {window:?}: {}", fatal.join(", ")))
-                .with_remedy("drain the node; reset or replace the GPU per NVIDIA's XID catalogue (clears after the window)")
-        } else if !warn.is_empty() {
-            Check::new(DOMAIN, "xid", Status::Warn, format!("XIDs within {window:?}: {}", warn.join(", ")))
-                .with_remedy("see dmesg and NVIDIA's XID catalogue")
-        } else {
-            Check::pass(DOMAIN, "xid", format!("no XID events within {window:?}"))
-        });
+        out.push(self.xid_check(&readings));
 
         // The NVIDIA container runtime the NodeConfig makes the default.
         let runtime = self

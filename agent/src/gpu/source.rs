@@ -48,6 +48,37 @@ pub struct GpuReading {
     pub slowdown_temperature: Option<u32>,
     pub power_watts: Option<f64>,
     pub power_limit_watts: Option<f64>,
+    /// HBM temperature (field 82) and its slowdown limit (MEM_MAX).
+    pub memory_temperature: Option<u32>,
+    pub memory_max_temperature: Option<u32>,
+    /// NVLink error counters summed over the GPU's links.
+    pub nvlink_errors: Option<NvlinkErrors>,
+    /// NVSwitch fabric registration (`nvmlDeviceGetGpuFabricInfo`).
+    pub fabric: Option<Fabric>,
+    /// What the driver asks for (field 230, NVML_FI_DEV_GET_GPU_RECOVERY_ACTION):
+    /// 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.
+    pub recovery_action: Option<u32>,
+}
+
+/// NVLink data-link error counters (NVML_NVLINK_ERROR_DL_*), totals of all links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NvlinkErrors {
+    /// CRC errors (flit and data).
+    pub crc: u64,
+    pub replay: u64,
+    pub recovery: u64,
+}
+
+/// A GPU's NVSwitch fabric state as NVML reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fabric {
+    /// NVML_GPU_FABRIC_STATE_*: 0 not supported, 1 not started, 2 in
+    /// progress, 3 completed.
+    pub state: u8,
+    /// The registration's result (an nvmlReturn_t; 0 success).
+    pub status: u32,
+    /// NVML_GPU_FABRIC_HEALTH_MASK_* (0 where the driver has no v2 call).
+    pub health_mask: u32,
 }
 
 /// Why a reading failed.
@@ -74,6 +105,8 @@ pub struct XidEvent {
 }
 
 pub trait GpuSource: Send + std::fmt::Debug {
+    /// The NVML library to load from now on (`gpu.nvml_library`).
+    fn set_library(&mut self, _library: &str) {}
     fn driver(&mut self) -> Result<DriverInfo, SourceError>;
     fn count(&mut self) -> Result<u32, SourceError>;
     fn read(&mut self, index: u32) -> Result<GpuReading, SourceError>;

@@ -257,3 +257,37 @@ fn kernel_module_versions_parse() {
     );
     assert_eq!(kernel_module("garbage"), None);
 }
+
+#[test]
+fn kernel_log_xids_are_mapped_by_pci_address_and_taken_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    let src = FakeSource::default();
+    // The driver is not loaded yet at the first run.
+    let (mut d, registry) = domain(&src, &h, |c| c.gpu.expected_count = Some(2));
+    let now = kernel_log::since_boot().as_micros();
+    let at = now.saturating_sub(30_000_000);
+    // healthy_h100(1) sits at 00000000:19:00.0.
+    std::fs::write(
+        h.path("/dev/kmsg"),
+        format!("4,7,{at},-;NVRM: Xid (PCI:0000:19:00): 79, pid=1, name=x, GPU has fallen off the bus.\n"),
+    )
+    .expect("kmsg");
+    assert_eq!(status(&d.run(), "driver"), Status::Fail);
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))];
+    });
+    for _ in 0..3 {
+        let c = d.run();
+        let xid = c.iter().find(|c| c.id == "xid").expect("xid");
+        assert_eq!(xid.status, Status::Fail, "{xid:?}");
+        assert!(xid.summary.contains("XID 79 on GPU 1"), "{xid:?}");
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains("hybrid_node_gpu_xid_errors_total{gpu=\"1\",xid=\"79\",class=\"fatal\"} 1"),
+        "read again after the driver came back, counted once: {text}"
+    );
+}

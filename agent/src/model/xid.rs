@@ -21,10 +21,16 @@ impl Class {
     }
 }
 
-pub const DEFAULT_FATAL: [u64; 21] = [
-    46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158,
+/// XIDs that fail the check until they age out: the GPU needs a reset, a
+/// reboot or replacement. Each class and its sources: docs/gpu-xid.md.
+pub const DEFAULT_FATAL: [u64; 19] = [
+    46, 48, 54, 62, 64, 74, 79, 95, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158,
 ];
-pub const DEFAULT_IGNORE: [u64; 6] = [13, 31, 43, 45, 68, 94];
+/// XIDs caused by the application, not the GPU: the NVIDIA device plugin's
+/// skipped XIDs (13, 31, 43, 45, 68) less 109, which the agent warns on.
+/// Everything else — 63 (row-remap recorded), 94 (contained ECC error),
+/// 109 (context-switch timeout) among them — warns.
+pub const DEFAULT_IGNORE: [u64; 5] = [13, 31, 43, 45, 68];
 
 pub fn classify(xid: u64, fatal: &[u64], ignore: &[u64]) -> Class {
     if fatal.contains(&xid) {
@@ -66,13 +72,10 @@ impl History {
 
     /// Drops events older than `window` at `now`; returns what remains.
     pub fn current(&mut self, now: Instant, window: Duration) -> Vec<Seen> {
-        while self
-            .events
-            .front()
-            .is_some_and(|e| now.duration_since(e.at) > window)
-        {
-            self.events.pop_front();
-        }
+        // Not only from the front: events read from the kernel log at start
+        // arrive in log order, not in the order they age out.
+        self.events
+            .retain(|e| now.saturating_duration_since(e.at) <= window);
         self.events.iter().copied().collect()
     }
 }
@@ -89,6 +92,11 @@ mod tests {
             Class::Ignored
         );
         assert_eq!(classify(92, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Warn);
+        // A contained ECC error killed one application: warn, not ignore.
+        assert_eq!(classify(94, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Warn);
+        // Where the defaults differ from the device plugin (docs/gpu-xid.md).
+        assert_eq!(classify(63, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Warn);
+        assert_eq!(classify(109, &DEFAULT_FATAL, &DEFAULT_IGNORE), Class::Warn);
     }
 
     #[test]
@@ -113,6 +121,22 @@ mod tests {
             h.current(t0 + Duration::from_secs(3601), w).is_empty(),
             "recovers by itself"
         );
+    }
+
+    #[test]
+    fn events_recorded_out_of_order_age_out_each_on_its_own() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let mut h = History::default();
+        for (ago, xid) in [(60, 79), (3000, 48)] {
+            h.record(Seen {
+                at: t0 - Duration::from_secs(ago),
+                gpu: 0,
+                xid,
+                class: Class::Fatal,
+            });
+        }
+        let left = h.current(t0, Duration::from_secs(600));
+        assert_eq!(left.iter().map(|s| s.xid).collect::<Vec<_>>(), [79]);
     }
 
     #[test]
