@@ -72,7 +72,11 @@ fn kubelet_running_and_joined_with_a_live_kubelet() {
     std::fs::write(
         root.path()
             .join("var/lib/kubelet/pki/kubelet-server-current.pem"),
-        hybrid_node_agent_e2e::pki("joined").server_pem,
+        {
+            // The kubelet keeps the key in the same file.
+            let p = hybrid_node_agent_e2e::pki("joined");
+            format!("{}{}", p.server_pem, p.server_key)
+        },
     )
     .expect("write");
     let (exit, report) = json_check(root.path(), &["--config", &up]);
