@@ -112,17 +112,19 @@ pub mod names {
     pub const REGISTRY: &str = "registry";
     pub const GPU: &str = "gpu";
     pub const NETWORK: &str = "network";
+    pub const ENDPOINTS: &str = "endpoints";
 }
 
 /// Domains in the order a site admin reads them: where the host is, what
 /// it will join with, then the resources it needs.
-pub const DOMAIN_ORDER: [&str; 6] = [
+pub const DOMAIN_ORDER: [&str; 7] = [
     names::LIFECYCLE,
     names::NODECONFIG,
     names::CONTAINERD,
     names::REGISTRY,
     names::GPU,
     names::NETWORK,
+    names::ENDPOINTS,
 ];
 
 fn domain_rank(domain: &str) -> (usize, &str) {

@@ -18,7 +18,7 @@ use hybrid_node_agent_e2e::repo_root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const DOMAINS: [&str; 10] = [
+const DOMAINS: [&str; 11] = [
     "lifecycle",
     "nodeconfig",
     "containerd",
@@ -29,6 +29,7 @@ const DOMAINS: [&str; 10] = [
     "path",
     "ports",
     "bandwidth",
+    "endpoints",
 ];
 const ENTRY: [&str; 4] = ["app", "commands", "daemon", "assemble"];
 

@@ -5,6 +5,7 @@
 //! keeps that file and this module in agreement.
 
 pub mod bandwidth;
+pub mod cluster;
 pub mod dns;
 mod gpu;
 mod interval;
@@ -14,6 +15,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterConfig, EndpointsConfig};
 pub use gpu::GpuConfig;
 pub use interval::Interval;
 pub use network::{NetworkConfig, NetworkTarget};
@@ -37,6 +39,8 @@ pub struct Config {
     pub web: WebSettings,
     pub network: NetworkConfig,
     pub gpu: GpuConfig,
+    pub cluster: ClusterConfig,
+    pub endpoints: EndpointsConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -190,6 +194,8 @@ impl Config {
                 return Err(invalid(format!("registry {} is declared twice", r.host)));
             }
         }
+        self.cluster.validate().map_err(|e| invalid(e.0))?;
+        self.endpoints.validate().map_err(|e| invalid(e.0))?;
         if self.agent.max_connections == 0 {
             return Err(invalid(
                 "agent.max_connections must be at least 1".to_owned(),
