@@ -125,7 +125,8 @@ fn families(scrape: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
 }
 
 /// Families documented as present only on NVIDIA hosts or once a
-/// scheduled bandwidth test has run, or with `[[network.resolver]]`.
+/// scheduled bandwidth test has run, with `[[network.resolver]]`, a
+/// NodeConfig or `[cluster]` networks.
 fn conditional() -> BTreeSet<String> {
     let doc =
         std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
@@ -134,7 +135,9 @@ fn conditional() -> BTreeSet<String> {
             l.starts_with("| `hybrid_node_")
                 && (l.contains("(NVIDIA hosts)")
                     || l.contains("(after a bandwidth test)")
-                    || l.contains("(with a resolver)"))
+                    || l.contains("(with a resolver)")
+                    || l.contains("(with a NodeConfig)")
+                    || l.contains("(with [cluster] networks)"))
         })
         .filter_map(|l| {
             l.split('|')

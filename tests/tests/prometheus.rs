@@ -38,7 +38,7 @@ fn rules_pass_promtool_check_and_their_unit_tests() {
         .current_dir(&dir)
         .output()
         .expect("promtool"));
-    assert!(check.contains("SUCCESS: 25 rules found"), "{check}");
+    assert!(check.contains("SUCCESS: 27 rules found"), "{check}");
     let test = ok(&Command::new(&promtool)
         .args(["test", "rules", "rules_test.yml"])
         .current_dir(&dir)
