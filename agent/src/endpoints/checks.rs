@@ -270,8 +270,7 @@ pub fn derive_node_ip(
     let flag = flags
         .iter()
         .filter_map(|f| f.strip_prefix("--node-ip="))
-        .filter(|v| !v.is_empty())
-        .next_back();
+        .rfind(|v| !v.is_empty());
     if let Some(v) = flag {
         let ip: IpAddr = v.parse().map_err(|_| NodeIpError::NotAnIp(v.to_owned()))?;
         if ip.is_ipv6() {

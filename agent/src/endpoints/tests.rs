@@ -431,8 +431,10 @@ fn pod_networks_must_not_be_the_hosts_own() {
 
 #[test]
 fn the_domain_judges_configured_networks_and_exports_them() {
-    let mut fake = Fake::default();
-    fake.host = site();
+    let fake = Fake {
+        host: site(),
+        ..Fake::default()
+    };
     let mut config = Config::default();
     config.cluster.remote_node_networks = vec![cidr("192.168.0.0/16")];
     config.cluster.remote_pod_networks = vec![cidr("10.200.0.0/16")];
