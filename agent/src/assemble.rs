@@ -80,7 +80,7 @@ pub fn build_all(
             host.clone(),
             registry,
             facts.clone(),
-            Box::new(crate::endpoints::probe::RealNetwork),
+            Box::new(crate::endpoints::probe::RealNetwork::from_env()),
         )),
         Box::new(crate::bandwidth::BandwidthDomain::new(
             config,

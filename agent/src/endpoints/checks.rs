@@ -32,6 +32,10 @@ fn failed(id: &str, what: &str, trust: &str, f: &Failure, dns_remedy: &str) -> C
             format!("{what}: no route to {addr} ({reason})"),
             format!("add a route toward {addr} over the Direct Connect / VPN link (or a default route through the site's gateway or proxy)"),
         ),
+        Failure::Proxy { proxy, reason } => (
+            format!("{what}: through the HTTPS proxy {proxy}: {reason}"),
+            "check the proxy (HTTPS_PROXY in the agent's and nodeadm's environment) and that it allows CONNECT to the endpoint on 443, or list the endpoint in NO_PROXY if it is reached directly".to_owned(),
+        ),
         Failure::Connect { reason, .. } => (
             format!("{what}: {reason}"),
             "open TCP toward the endpoint in the site firewall and on the path (security groups, NACLs, on-premises ACLs), or set HTTPS_PROXY for nodeadm and the credential provider".to_owned(),
@@ -60,6 +64,27 @@ fn failed(id: &str, what: &str, trust: &str, f: &Failure, dns_remedy: &str) -> C
     Check::new(DOMAIN, id, Status::Fail, summary).with_remedy(remedy)
 }
 
+/// How the connection was made, for a summary: `resolves to A, TCP A` or
+/// `through the HTTPS proxy P`.
+fn reached(p: &Probe) -> String {
+    let addr = p.addr.map_or(String::new(), |a| a.to_string());
+    match &p.via {
+        Some(proxy) if p.addrs.is_empty() => {
+            format!("through the HTTPS proxy {proxy} (TCP in {})", ms(p.tcp))
+        }
+        Some(proxy) => format!(
+            "resolves to {}, through the HTTPS proxy {proxy} (TCP in {})",
+            list(&p.addrs),
+            ms(p.tcp)
+        ),
+        None => format!(
+            "resolves to {}, TCP {addr} in {}",
+            list(&p.addrs),
+            ms(p.tcp)
+        ),
+    }
+}
+
 /// An AWS service endpoint: DNS, TCP 443 and a handshake verified with the
 /// OS trust store.
 pub fn aws_endpoint(id: &str, title: &str, host: &str, partition: &str, p: &Probe) -> Check {
@@ -76,10 +101,8 @@ pub fn aws_endpoint(id: &str, title: &str, host: &str, partition: &str, p: &Prob
             DOMAIN,
             id,
             format!(
-                "{what}: resolves to {}, TCP {} in {}, TLS verified with the OS trust store in {}",
-                list(&p.addrs),
-                p.addr.map_or(String::new(), |a| a.to_string()),
-                ms(p.tcp),
+                "{what}: {}, TLS verified with the OS trust store in {}",
+                reached(p),
                 ms(p.tls)
             ),
         ),
@@ -142,9 +165,8 @@ pub fn api_server(endpoint: &str, p: &Probe) -> Check {
     };
     let (status, verdict) = unauthenticated_verdict(answer.status, &answer.body);
     let summary = format!(
-        "{what}: TCP {} in {}, TLS verified with the NodeConfig's certificateAuthority; {verdict}",
-        p.addr.map_or(String::new(), |a| a.to_string()),
-        ms(p.tcp)
+        "{what}: {}, TLS verified with the NodeConfig's certificateAuthority; {verdict}",
+        reached(p)
     );
     let c = Check::new(DOMAIN, id, status, summary);
     if status == Status::Pass {

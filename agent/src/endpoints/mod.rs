@@ -16,12 +16,14 @@
 //!   routes and addresses. nodeadm reads both lists with DescribeCluster;
 //!   the agent takes them from its config.
 //!
-//! nodeadm also honours HTTPS_PROXY for these connections; the agent dials
-//! directly (the preflight domain checks the proxy settings themselves).
+//! Like nodeadm, the connections go through `HTTPS_PROXY` (minus
+//! `NO_PROXY`) when the agent's environment sets one; whether the proxy
+//! settings agree across the host is the preflight domain's check.
 
 pub mod checks;
 mod metrics;
 pub mod probe;
+pub mod proxy;
 #[cfg(test)]
 mod tests;
 
@@ -149,6 +151,7 @@ impl EndpointsDomain {
                 host: host.clone(),
                 port: 443,
                 get: None,
+                local_dns: false,
             };
             let p = self.network.probe(&target, &trust, self.timeout);
             self.record(svc.as_str(), &p, p.failure.is_none());
@@ -219,6 +222,8 @@ impl EndpointsDomain {
             host,
             port,
             get: Some("/".into()),
+            // nodeadm resolves the API name itself before dialing.
+            local_dns: true,
         };
         let p = self.network.probe(&target, &trust, self.timeout);
         let check = checks::api_server(&shown, &p);

@@ -18,6 +18,7 @@ fn ok_probe(ip: &str, answer: Option<(u16, &str)>) -> Probe {
     Probe {
         addrs: vec![ip.parse().expect("ip")],
         addr: Some(ip.parse().expect("ip")),
+        via: None,
         dns: Some(Duration::from_millis(2)),
         tcp: Some(Duration::from_millis(3)),
         tls: Some(Duration::from_millis(4)),
