@@ -3,7 +3,8 @@
 //! Kubernetes `Status` body, as kube-apiserver answers an anonymous
 //! request (401 since Kubernetes 1.32, 403 before). Optionally listens in
 //! a network namespace (the listening thread joins it with setns; the rest
-//! of the test process stays where it is). Stopped when dropped.
+//! of the test process stays where it is). Stopped when dropped. Beside
+//! it, a CONNECT proxy stand-in.
 
 use crate::Pki;
 use rustls::pki_types::pem::PemObject;
@@ -139,6 +140,99 @@ fn serve(
 }
 
 impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An HTTP CONNECT proxy (as a site's squid answers it): every tunnel is
+/// opened to `upstream` whatever name the client asked for (the stand-ins
+/// answer for all the names), and bytes are copied both ways. Records the
+/// CONNECT lines it got. Optionally listens in a network namespace.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    pub connects: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConnectProxy {
+    pub fn start(netns: Option<&str>, bind: &str, upstream: SocketAddr) -> ConnectProxy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let connects = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let netns = netns.map(|n| format!("/run/netns/{n}"));
+        let bind = bind.to_owned();
+        let (s, c) = (stop.clone(), connects.clone());
+        let thread = std::thread::spawn(move || {
+            if let Some(path) = netns {
+                let fd = std::fs::File::open(&path).expect("open netns");
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            }
+            let listener = TcpListener::bind(&bind).expect("bind the proxy");
+            listener.set_nonblocking(true).expect("nonblocking");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => break,
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                c.lock().expect("lock").push(line);
+                // The tunnel: each direction copied on its own thread; the
+                // netns is per thread, and both sockets already exist.
+                let Ok(server) =
+                    std::net::TcpStream::connect_timeout(&upstream, Duration::from_secs(2))
+                else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                    continue;
+                };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let (mut client, mut server) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut server);
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("proxy listening");
+        ConnectProxy {
+            addr,
+            connects,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ConnectProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {

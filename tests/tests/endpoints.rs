@@ -11,7 +11,7 @@
 //! against the remote node networks. No packet leaves the namespaces.
 
 use base64::Engine;
-use hybrid_node_agent_e2e::apiserver::ApiServer;
+use hybrid_node_agent_e2e::apiserver::{ApiServer, ConnectProxy};
 use hybrid_node_agent_e2e::netns::{self, Pair};
 use hybrid_node_agent_e2e::{agent_bin, check_in, pki_for, require_tool, Pki};
 use std::path::{Path, PathBuf};
@@ -148,23 +148,30 @@ fn root_with(trusted: &[&str], endpoint: &str, ca: &str, agent_toml: &str) -> te
 }
 
 fn check(p: &Pair, root: &Path) -> serde_json::Value {
+    check_with(p, root, &[])
+}
+
+/// `check -o json` in the client namespace, with `env` added to a
+/// proxy-free environment.
+fn check_with(p: &Pair, root: &Path, env: &[(&str, &str)]) -> serde_json::Value {
     let cfg = root.join("agent.toml");
-    let out = p
-        .exec(
-            &p.client,
-            &agent_bin(),
-            &[
-                "--root",
-                root.to_str().expect("utf-8"),
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "check",
-                "-o",
-                "json",
-            ],
-        )
-        .output()
-        .expect("agent");
+    let mut cmd = p.exec(
+        &p.client,
+        &agent_bin(),
+        &[
+            "--root",
+            root.to_str().expect("utf-8"),
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "check",
+            "-o",
+            "json",
+        ],
+    );
+    for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        cmd.env_remove(v);
+    }
+    let out = cmd.envs(env.iter().copied()).output().expect("agent");
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
@@ -277,6 +284,45 @@ fn aws_and_api_endpoints_are_reached_and_verified_like_nodeadm_does() {
     assert!(open.requests.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     let (s, _) = check_in(&r, "endpoints", "api-server/addresses");
     assert_eq!(s, "n/a");
+
+    // Through a site's HTTPS proxy (the server namespace's CONNECT proxy),
+    // the API server excepted by NO_PROXY: the AWS names are resolved by
+    // the proxy, and the handshake runs through the tunnel.
+    let proxy = ConnectProxy::start(
+        Some(&p.server),
+        &format!("{SERVER}:3128"),
+        format!("{SERVER}:443").parse().expect("addr"),
+    );
+    let root = root_with(
+        &[&aws.ca_pem],
+        "https://api.cluster.test:6443",
+        &cluster.ca_pem,
+        "",
+    );
+    let r = check_with(
+        &p,
+        root.path(),
+        &[
+            ("HTTPS_PROXY", &format!("http://robot:s3cret@{SERVER}:3128")),
+            ("NO_PROXY", "localhost,.cluster.test"),
+        ],
+    );
+    let (s, summary) = check_in(&r, "endpoints", "aws/sts");
+    assert_eq!(s, "pass", "{summary}");
+    assert!(
+        summary.contains(&format!("through the HTTPS proxy {SERVER}:3128"))
+            && !summary.contains("s3cret"),
+        "{summary}"
+    );
+    let (s, summary) = check_in(&r, "endpoints", "api-server");
+    assert_eq!(s, "pass", "{summary}");
+    assert!(!summary.contains("proxy"), "{summary}");
+    let connects = proxy.connects.lock().expect("lock").clone();
+    assert!(
+        connects.contains(&"CONNECT sts.us-west-2.amazonaws.com:443 HTTP/1.1".to_owned())
+            && !connects.iter().any(|c| c.contains("cluster.test")),
+        "{connects:?}"
+    );
 
     // An endpoint the client namespace has no route to.
     let root = root_with(
