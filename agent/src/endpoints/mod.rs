@@ -145,15 +145,30 @@ impl EndpointsDomain {
             system_pem: Some(system),
             ..TlsSettings::default()
         };
-        for svc in provider.services() {
+        // In parallel: a firewall that drops SYNs costs one timeout, not
+        // one per endpoint.
+        let probes: Vec<Probe> = std::thread::scope(|scope| {
+            let running: Vec<_> = provider
+                .services()
+                .iter()
+                .map(|svc| {
+                    let target = Target {
+                        host: svc.host(region),
+                        port: 443,
+                        get: None,
+                        local_dns: false,
+                    };
+                    let trust = &trust;
+                    scope.spawn(move || self.network.probe(&target, trust, self.timeout))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (svc, p) in provider.services().iter().zip(probes) {
             let host = svc.host(region);
-            let target = Target {
-                host: host.clone(),
-                port: 443,
-                get: None,
-                local_dns: false,
-            };
-            let p = self.network.probe(&target, &trust, self.timeout);
             self.record(svc.as_str(), &p, p.failure.is_none());
             checks.push(checks::aws_endpoint(
                 &format!("aws/{}", svc.as_str()),
@@ -314,15 +329,31 @@ impl Domain for EndpointsDomain {
     fn run(&mut self) -> Vec<Check> {
         let nc = self.facts.nodeconfig();
         let mut checks = Vec::new();
-        match nc.as_deref() {
-            Some(nc) => self.run_aws(nc, &mut checks),
-            None => checks.push(Check::not_applicable(
-                DOMAIN,
-                "aws",
-                "no valid NodeConfig yet: the region and credential provider are not known",
-            )),
-        }
-        self.run_api(nc.as_deref(), &mut checks);
+        let this = &*self;
+        let api = std::thread::scope(|scope| {
+            let api = scope.spawn(|| {
+                let mut c = Vec::new();
+                this.run_api(nc.as_deref(), &mut c);
+                c
+            });
+            match nc.as_deref() {
+                Some(nc) => this.run_aws(nc, &mut checks),
+                None => checks.push(Check::not_applicable(
+                    DOMAIN,
+                    "aws",
+                    "no valid NodeConfig yet: the region and credential provider are not known",
+                )),
+            }
+            api.join().unwrap_or_else(|_| {
+                vec![Check::new(
+                    DOMAIN,
+                    API_LABEL,
+                    Status::Unknown,
+                    "the API server probe crashed",
+                )]
+            })
+        });
+        checks.extend(api);
         self.run_networks(nc.as_deref(), &mut checks);
         checks
     }

@@ -87,7 +87,7 @@ pub enum HostNetError {
 
 /// The network as the domain sees it: a seam so that the domain's logic
 /// runs in unit tests without sockets.
-pub trait Network: Send + std::fmt::Debug {
+pub trait Network: Send + Sync + std::fmt::Debug {
     /// Probes `target` trusting `trust`, all within `timeout`.
     fn probe(&self, target: &Target, trust: &TlsSettings, timeout: Duration) -> Probe;
     /// The host's IPv4 routes and its addresses.
