@@ -22,6 +22,7 @@
 
 pub mod checks;
 mod metrics;
+pub mod nodeip;
 pub mod probe;
 pub mod proxy;
 #[cfg(test)]
