@@ -182,8 +182,9 @@ impl EndpointsDomain {
     }
 
     /// The cluster CA: the NodeConfig's `certificateAuthority` (base64 of
-    /// PEM), else the file nodeadm wrote at init.
-    fn cluster_ca(&self, nc: Option<&Loaded>) -> Result<String, String> {
+    /// PEM), else the file nodeadm wrote at init. `Err((true, why))`: a CA
+    /// was given but cannot be used; `(false, why)`: none is known yet.
+    fn cluster_ca(&self, nc: Option<&Loaded>) -> Result<String, (bool, String)> {
         use base64::Engine;
         let b64 = nc.map_or("", |nc| {
             nc.config.spec.cluster.certificate_authority.as_str()
@@ -193,11 +194,18 @@ impl EndpointsDomain {
                 &base64::alphabet::STANDARD,
                 base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
             );
-            let pem = engine
-                .decode(b64)
-                .map_err(|e| format!("spec.cluster.certificateAuthority is not base64: {e}"))?;
+            let pem = engine.decode(b64).map_err(|e| {
+                (
+                    true,
+                    format!("spec.cluster.certificateAuthority is not base64: {e}"),
+                )
+            })?;
             if !crate::tls::has_certificate(&pem) {
-                return Err("spec.cluster.certificateAuthority holds no PEM certificate".into());
+                // nodeadm: "failed to parse Cluster CA certificate".
+                return Err((
+                    true,
+                    "spec.cluster.certificateAuthority holds no PEM certificate: nodeadm fails to parse it".into(),
+                ));
             }
             return Ok(String::from_utf8_lossy(&pem).into_owned());
         }
@@ -205,15 +213,18 @@ impl EndpointsDomain {
             Ok(pem) if crate::tls::has_certificate(&pem) => {
                 Ok(String::from_utf8_lossy(&pem).into_owned())
             }
-            _ => Err(format!(
-                "no cluster CA: the NodeConfig has no spec.cluster.certificateAuthority and {CLUSTER_CA} is absent"
+            _ => Err((
+                false,
+                format!(
+                    "the API server's certificate cannot be verified yet: the NodeConfig has no spec.cluster.certificateAuthority (nodeadm fetches it with DescribeCluster at init) and {CLUSTER_CA} is absent"
+                ),
             )),
         }
     }
 
     fn run_api(&self, nc: Option<&Loaded>, checks: &mut Vec<Check>) {
         let Some((host, port)) = crate::model::endpoint::api_server(&self.host, nc) else {
-            checks.push(Check::new(DOMAIN, API_LABEL, Status::Unknown, "the API server endpoint is not known yet (no spec.cluster.apiServerEndpoint in the NodeConfig, no kubelet kubeconfig)"));
+            checks.push(Check::not_applicable(DOMAIN, API_LABEL, "the API server endpoint is not known yet (no spec.cluster.apiServerEndpoint in the NodeConfig, no kubelet kubeconfig)"));
             return;
         };
         let shown = if port == 443 {
@@ -223,8 +234,9 @@ impl EndpointsDomain {
         };
         let ca = match self.cluster_ca(nc) {
             Ok(ca) => ca,
-            Err(e) => {
-                checks.push(Check::new(DOMAIN, API_LABEL, Status::Fail, e).with_remedy(
+            Err((given, e)) => {
+                let status = if given { Status::Fail } else { Status::Unknown };
+                checks.push(Check::new(DOMAIN, API_LABEL, status, e).with_remedy(
                     "set spec.cluster.certificateAuthority: base64 of the cluster's PEM CA (aws eks describe-cluster --query cluster.certificateAuthority.data)",
                 ));
                 return;

@@ -243,13 +243,31 @@ fn roles_anywhere_nodes_need_rolesanywhere_and_sts() {
 }
 
 #[test]
-fn without_a_nodeconfig_aws_is_not_applicable_and_the_api_unknown() {
+fn without_a_nodeconfig_nothing_applies_yet() {
     let (mut d, _r) = domain(Fake::default(), None, &Config::default());
     let checks = d.run();
     assert_eq!(find(&checks, "aws").status, Status::NotApplicable);
-    assert_eq!(find(&checks, "api-server").status, Status::Unknown);
+    assert_eq!(find(&checks, "api-server").status, Status::NotApplicable);
     assert_eq!(find(&checks, "node-ip").status, Status::NotApplicable);
     assert_eq!(find(&checks, "pod-networks").status, Status::NotApplicable);
+}
+
+#[test]
+fn the_cluster_ca_must_be_pem_and_its_absence_is_not_a_failure() {
+    let mut nc = nodeconfig(
+        serde_json::json!({"ssm": {"activationCode": "x", "activationId": "y"}}),
+        &[],
+    );
+    nc.spec.cluster.certificate_authority = "aGVsbG8=".into(); // "hello"
+    let (mut d, _r) = domain(Fake::default(), Some(nc.clone()), &Config::default());
+    let c = find(&d.run(), "api-server").clone();
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.summary.contains("holds no PEM certificate"), "{c:?}");
+    nc.spec.cluster.certificate_authority = String::new();
+    let (mut d, _r) = domain(Fake::default(), Some(nc), &Config::default());
+    let c = find(&d.run(), "api-server").clone();
+    assert_eq!(c.status, Status::Unknown);
+    assert!(c.summary.contains("DescribeCluster"), "{c:?}");
 }
 
 #[test]
