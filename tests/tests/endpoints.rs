@@ -6,9 +6,11 @@
 //! name with the server's address, where `openssl s_server` stands in for
 //! AWS (a certificate from a CA put into the `--root` OS trust bundle) and
 //! a rustls server stands in for the API server (answering anonymous
-//! requests with 401, or 200). Then the client namespace's own routes are
-//! made to collide with the remote pod network, and its node IP is judged
-//! against the remote node networks. No packet leaves the namespaces.
+//! requests with 401, 403 or 200), and a CONNECT proxy for a site's HTTPS
+//! proxy. SSM and IAM Roles Anywhere nodes each get their endpoints. Then
+//! the client namespace's own routes are made to collide with the remote
+//! pod network, and its node IP is judged against the remote node
+//! networks. No packet leaves the namespaces.
 
 use base64::Engine;
 use hybrid_node_agent_e2e::apiserver::{ApiServer, ConnectProxy};
@@ -21,7 +23,9 @@ use std::time::Duration;
 const NET: &str = "10.82.0";
 const SERVER: &str = "10.82.0.2";
 const REGION: &str = "us-west-2";
-const AWS_NAMES: [&str; 4] = [
+const NODE_NAME: &str = "rack12-node07.site.test";
+const AWS_NAMES: [&str; 5] = [
+    "rolesanywhere.us-west-2.amazonaws.com",
     "ssm.us-west-2.amazonaws.com",
     "ssmmessages.us-west-2.amazonaws.com",
     "ec2messages.us-west-2.amazonaws.com",
@@ -74,6 +78,8 @@ fn dnsmasq_in(p: &Pair, dnsmasq: &Path) -> Reaped {
                 "--pid-file=",
                 &format!("--address=/amazonaws.com/{SERVER}"),
                 &format!("--address=/api.cluster.test/{SERVER}"),
+                // The IAM Roles Anywhere node name: the client's address.
+                &format!("--address=/{NODE_NAME}/{NET}.1"),
                 // TEST-NET-1: routed nowhere from the client namespace.
                 "--address=/api.unrouted.test/192.0.2.10",
             ],
@@ -147,6 +153,31 @@ fn root_with(trusted: &[&str], endpoint: &str, ca: &str, agent_toml: &str) -> te
     root
 }
 
+/// Turns `root`'s NodeConfig into an IAM Roles Anywhere one (node name
+/// [`NODE_NAME`]) with its certificate and key at nodeadm's default paths.
+fn make_iam_ra(root: &Path) {
+    let nc = root.join("etc/nodeadm/nodeconfig.yaml");
+    let text = std::fs::read_to_string(&nc).expect("read");
+    let (head, _) = text.split_once("  hybrid:").expect("hybrid");
+    std::fs::write(
+        &nc,
+        format!(
+            "{head}  hybrid:\n    iamRolesAnywhere:\n      nodeName: {NODE_NAME}\n      trustAnchorArn: arn:aws:rolesanywhere:us-west-2:111122223333:trust-anchor/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\n      profileArn: arn:aws:rolesanywhere:us-west-2:111122223333:profile/ffffffff-0000-1111-2222-333333333333\n      roleArn: arn:aws:iam::111122223333:role/HybridNodesRole\n"
+        ),
+    )
+    .expect("write");
+    let mut params = rcgen::CertificateParams::new(vec![NODE_NAME.to_owned()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, NODE_NAME);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let pki = root.join("etc/iam/pki");
+    std::fs::create_dir_all(&pki).expect("mkdir");
+    std::fs::write(pki.join("server.pem"), cert.pem()).expect("write");
+    std::fs::write(pki.join("server.key"), key.serialize_pem()).expect("write");
+}
+
 fn check(p: &Pair, root: &Path) -> serde_json::Value {
     check_with(p, root, &[])
 }
@@ -204,6 +235,7 @@ fn aws_and_api_endpoints_are_reached_and_verified_like_nodeadm_does() {
     let other = pki_for("another-cluster", &["api.cluster.test"]);
     let refusing = ApiServer::start(&cluster, Some(&p.server), &format!("{SERVER}:6443"), 401);
     let open = ApiServer::start(&cluster, Some(&p.server), &format!("{SERVER}:6444"), 200);
+    let forbidding = ApiServer::start(&cluster, Some(&p.server), &format!("{SERVER}:6445"), 403);
 
     // The AWS CA in the OS trust store, the cluster's CA in the NodeConfig,
     // an API server refusing anonymous requests with 401.
@@ -284,6 +316,45 @@ fn aws_and_api_endpoints_are_reached_and_verified_like_nodeadm_does() {
     assert!(open.requests.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     let (s, _) = check_in(&r, "endpoints", "api-server/addresses");
     assert_eq!(s, "n/a");
+
+    // An IAM Roles Anywhere node: rolesanywhere and STS; its node IP is
+    // what its node name resolves to (an address of its own); an API server
+    // from before Kubernetes 1.32 refuses anonymous requests with 403.
+    let root = root_with(
+        &[&aws.ca_pem],
+        "https://api.cluster.test:6445",
+        &cluster.ca_pem,
+        &format!("[cluster]\nremote_node_networks = [\"{NET}.0/24\"]\n"),
+    );
+    make_iam_ra(root.path());
+    let r = check(&p, root.path());
+    assert_eq!(check_in(&r, "nodeconfig", "file").0, "pass");
+    for svc in ["rolesanywhere", "sts"] {
+        let (s, summary) = check_in(&r, "endpoints", &format!("aws/{svc}"));
+        assert_eq!(s, "pass", "{summary}");
+    }
+    assert!(r["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .all(|c| c["id"] != "aws/ssm"));
+    let (s, summary) = check_in(&r, "endpoints", "node-ip");
+    assert_eq!(s, "pass", "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "node IP {NET}.1 (from the IAM Roles Anywhere node name {NODE_NAME})"
+        )),
+        "{summary}"
+    );
+    let (s, summary) = check_in(&r, "endpoints", "api-server");
+    assert_eq!(s, "pass", "{summary}");
+    assert!(summary.contains("refused with 403"), "{summary}");
+    assert!(
+        forbidding
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
 
     // Through a site's HTTPS proxy (the server namespace's CONNECT proxy),
     // the API server excepted by NO_PROXY: the AWS names are resolved by
