@@ -33,7 +33,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
-use crate::model::aws::{partition_for_region, CredentialProvider};
+use crate::model::aws::{partition_for_region, CredentialProvider, Service};
 use crate::model::nodeconfig::Loaded;
 use crate::tls::TlsSettings;
 use metrics::{EndpointLabels, Metrics};
@@ -59,6 +59,9 @@ pub struct EndpointsDomain {
     timeout: Duration,
     /// Woken by each new good NodeConfig (region, provider, endpoint, CA).
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The `endpoint` labels recorded in the current run: the others (a
+    /// provider or endpoint no longer configured) are dropped at its end.
+    seen: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl EndpointsDomain {
@@ -80,12 +83,17 @@ impl EndpointsDomain {
             interval: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
             wake,
+            seen: std::sync::Mutex::new(Vec::new()),
         };
         d.reconfigure(config);
         d
     }
 
     fn record(&self, label: &'static str, p: &Probe, up: bool) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(label);
         let l = EndpointLabels { endpoint: label };
         self.metrics.up.get_or_create(&l).set(i64::from(up));
         for (family, took) in [
@@ -367,6 +375,30 @@ impl Domain for EndpointsDomain {
             })
         });
         checks.extend(api);
+        let seen = std::mem::take(
+            &mut *self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for svc in [
+            Service::Sts,
+            Service::Ssm,
+            Service::SsmMessages,
+            Service::Ec2Messages,
+            Service::RolesAnywhere,
+        ]
+        .map(Service::as_str)
+        .into_iter()
+        .chain([API_LABEL])
+        .filter(|l| !seen.contains(l))
+        {
+            let l = EndpointLabels { endpoint: svc };
+            self.metrics.up.remove(&l);
+            self.metrics.dns.remove(&l);
+            self.metrics.tcp.remove(&l);
+            self.metrics.tls.remove(&l);
+        }
         self.run_networks(nc.as_deref(), &mut checks);
         checks
     }
