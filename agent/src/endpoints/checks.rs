@@ -57,6 +57,10 @@ fn failed(id: &str, what: &str, trust: &str, f: &Failure, dns_remedy: &str) -> C
             format!("{what}: {e}"),
             "something on the path breaks TLS (a proxy or firewall resetting the handshake): check the path toward the endpoint".to_owned(),
         ),
+        Failure::Crashed => (
+            format!("{what}: the probe crashed"),
+            "see the agent's log and report the bug".to_owned(),
+        ),
         Failure::Http(e) => (
             format!("{what}: no HTTP answer after the handshake: {e}"),
             "check that the address is the cluster's API endpoint and nothing on the path cuts the connection".to_owned(),

@@ -173,7 +173,7 @@ impl EndpointsDomain {
                 .collect();
             running
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                .map(|h| h.join().unwrap_or_else(|_| Probe::crashed()))
                 .collect()
         });
         for (svc, p) in provider.services().iter().zip(probes) {

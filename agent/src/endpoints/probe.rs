@@ -67,6 +67,18 @@ pub enum Failure {
     Tls(String),
     /// No HTTP answer after the handshake.
     Http(String),
+    /// The probe's thread panicked (a bug).
+    Crashed,
+}
+
+impl Probe {
+    /// What a probe whose thread panicked reports.
+    pub fn crashed() -> Probe {
+        Probe {
+            failure: Some(Failure::Crashed),
+            ..Probe::default()
+        }
+    }
 }
 
 /// The host's own networks: what the pod networks must not overlap.
