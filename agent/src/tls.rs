@@ -191,10 +191,23 @@ pub fn exchange<S: Read + Write>(
     let mut buf = [0u8; 512];
     let enough = |head: &[u8]| {
         if body_limit == 0 {
-            head.windows(2).any(|w| w == b"\r\n") || head.len() >= 8192
-        } else {
-            head.len() >= 8192 + body_limit
+            return head.windows(2).any(|w| w == b"\r\n") || head.len() >= 8192;
         }
+        if head.len() >= 8192 + body_limit {
+            return true;
+        }
+        // A server that keeps the connection open despite `Connection:
+        // close` has said all once Content-Length bytes of body are in.
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let length = String::from_utf8_lossy(&head[..end]).lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        });
+        length.is_some_and(|n| head.len() - (end + 4) >= n.min(body_limit))
     };
     while !enough(&head) {
         match s.read(&mut buf) {
@@ -282,11 +295,39 @@ mod tests {
         let a = exchange(&mut rw, "", 8).expect("answer");
         assert_eq!(a.status, 401);
         assert_eq!(a.body, "{\"kind\":");
+        // Content-Length ends the read even if the connection stays open.
+        let mut kept_open = Trickle(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+            0,
+        );
+        let a = exchange(&mut kept_open, "", 1024).expect("answer");
+        assert_eq!((a.status, a.body.as_str()), (403, "{}"));
         let mut junk = std::io::Cursor::new(b"SSH-2.0-OpenSSH\r\n".to_vec());
         assert!(matches!(
             exchange(&mut ReadWrite(&mut junk), "", 0),
             Err(TlsError::NotHttp)
         ));
+    }
+
+    /// Gives its bytes; a further read panics (on a connection left open
+    /// it would block until the deadline).
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.1 < self.0.len(), "read past the answer");
+            let n = b.len().min(self.0.len() - self.1).min(7);
+            b[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     struct ReadWrite<'a>(&'a mut std::io::Cursor<Vec<u8>>);
