@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct EndpointLabels {
@@ -72,5 +73,41 @@ impl Metrics {
             m.pod_overlaps.clone(),
         );
         m
+    }
+
+    /// One endpoint's latest probe: up, and the time of each step it got
+    /// through (a step it did not reach has no series).
+    pub fn record(
+        &self,
+        endpoint: &'static str,
+        dns: Option<Duration>,
+        tcp: Option<Duration>,
+        tls: Option<Duration>,
+        up: bool,
+    ) {
+        let l = EndpointLabels { endpoint };
+        self.up.get_or_create(&l).set(i64::from(up));
+        for (family, took) in [(&self.dns, dns), (&self.tcp, tcp), (&self.tls, tls)] {
+            match took {
+                Some(t) => {
+                    family.get_or_create(&l).set(t.as_secs_f64());
+                }
+                None => {
+                    family.remove(&l);
+                }
+            }
+        }
+    }
+
+    /// Drops the series of every endpoint in `all` that is not in `seen`
+    /// (no longer probed: another credential provider, no API endpoint).
+    pub fn drop_except(&self, all: impl IntoIterator<Item = &'static str>, seen: &[&str]) {
+        for endpoint in all.into_iter().filter(|l| !seen.contains(l)) {
+            let l = EndpointLabels { endpoint };
+            self.up.remove(&l);
+            self.dns.remove(&l);
+            self.tcp.remove(&l);
+            self.tls.remove(&l);
+        }
     }
 }

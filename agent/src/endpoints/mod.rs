@@ -36,7 +36,7 @@ use crate::host::Host;
 use crate::model::aws::{partition_for_region, CredentialProvider, Service};
 use crate::model::nodeconfig::Loaded;
 use crate::tls::TlsSettings;
-use metrics::{EndpointLabels, Metrics};
+use metrics::Metrics;
 use probe::{Network, Probe, Target};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -94,22 +94,7 @@ impl EndpointsDomain {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(label);
-        let l = EndpointLabels { endpoint: label };
-        self.metrics.up.get_or_create(&l).set(i64::from(up));
-        for (family, took) in [
-            (&self.metrics.dns, p.dns),
-            (&self.metrics.tcp, p.tcp),
-            (&self.metrics.tls, p.tls),
-        ] {
-            match took {
-                Some(t) => {
-                    family.get_or_create(&l).set(t.as_secs_f64());
-                }
-                None => {
-                    family.remove(&l);
-                }
-            }
-        }
+        self.metrics.record(label, p.dns, p.tcp, p.tls, up);
     }
 
     /// The OS trust store under `--root`, as the AWS SDK's TLS trusts it.
@@ -381,24 +366,16 @@ impl Domain for EndpointsDomain {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        for svc in [
+        let labels = [
             Service::Sts,
             Service::Ssm,
             Service::SsmMessages,
             Service::Ec2Messages,
             Service::RolesAnywhere,
         ]
-        .map(Service::as_str)
-        .into_iter()
-        .chain([API_LABEL])
-        .filter(|l| !seen.contains(l))
-        {
-            let l = EndpointLabels { endpoint: svc };
-            self.metrics.up.remove(&l);
-            self.metrics.dns.remove(&l);
-            self.metrics.tcp.remove(&l);
-            self.metrics.tls.remove(&l);
-        }
+        .map(Service::as_str);
+        self.metrics
+            .drop_except(labels.into_iter().chain([API_LABEL]), &seen);
         self.run_networks(nc.as_deref(), &mut checks);
         checks
     }
