@@ -75,6 +75,13 @@ pub fn build_all(
             facts.clone(),
             Box::new(crate::dns::query::NetLookup),
         )),
+        Box::new(crate::endpoints::EndpointsDomain::new(
+            config,
+            host.clone(),
+            registry,
+            facts.clone(),
+            Box::new(crate::endpoints::probe::RealNetwork::from_env()),
+        )),
         Box::new(crate::bandwidth::BandwidthDomain::new(
             config,
             host.clone(),

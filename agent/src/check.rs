@@ -114,11 +114,12 @@ pub mod names {
     pub const NETWORK: &str = "network";
     pub const CREDENTIALS: &str = "credentials";
     pub const PREFLIGHT: &str = "preflight";
+    pub const ENDPOINTS: &str = "endpoints";
 }
 
 /// Domains in the order a site admin reads them: where the host is, what
 /// it will join with, then the resources it needs.
-pub const DOMAIN_ORDER: [&str; 8] = [
+pub const DOMAIN_ORDER: [&str; 9] = [
     names::LIFECYCLE,
     names::NODECONFIG,
     names::PREFLIGHT,
@@ -127,6 +128,7 @@ pub const DOMAIN_ORDER: [&str; 8] = [
     names::CREDENTIALS,
     names::GPU,
     names::NETWORK,
+    names::ENDPOINTS,
 ];
 
 fn domain_rank(domain: &str) -> (usize, &str) {

@@ -5,6 +5,7 @@
 //! Under `CI=true` a missing tool fails the test; elsewhere it is skipped
 //! with a message on stderr.
 
+pub mod apiserver;
 pub mod netns;
 
 use std::io::{Read, Write};
@@ -409,6 +410,33 @@ pub fn pki(name: &str) -> Pki {
     sp.subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     sp.distinguished_name.push(DnType::CommonName, "registry");
+    let server_key = KeyPair::generate().expect("key");
+    let server = sp.signed_by(&server_key, &issuer).expect("server cert");
+    Pki {
+        ca_pem: ca.pem(),
+        server_pem: server.pem(),
+        server_key: server_key.serialize_pem(),
+    }
+}
+
+/// A CA named `name` and a server certificate it issued for the DNS
+/// names `sans` (the first is the subject).
+pub fn pki_for(name: &str, sans: &[&str]) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let mut cap = CertificateParams::new(Vec::<String>::new()).expect("params");
+    cap.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    cap.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    cap.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca_key = KeyPair::generate().expect("key");
+    let ca = cap.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(cap, ca_key);
+    let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+    let mut sp = CertificateParams::new(names).expect("params");
+    sp.distinguished_name
+        .push(DnType::CommonName, sans.first().copied().unwrap_or(name));
     let server_key = KeyPair::generate().expect("key");
     let server = sp.signed_by(&server_key, &issuer).expect("server cert");
     Pki {

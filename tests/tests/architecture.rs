@@ -20,7 +20,7 @@ use hybrid_node_agent_e2e::repo_root;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const DOMAINS: [&str; 12] = [
+const DOMAINS: [&str; 13] = [
     "lifecycle",
     "nodeconfig",
     "containerd",
@@ -33,6 +33,7 @@ const DOMAINS: [&str; 12] = [
     "bandwidth",
     "credentials",
     "preflight",
+    "endpoints",
 ];
 const ENTRY: [&str; 4] = ["app", "commands", "daemon", "assemble"];
 

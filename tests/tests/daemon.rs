@@ -261,7 +261,7 @@ fn endpoint_routes_methods_and_formats() {
     let doc = eventually(Duration::from_secs(5), || {
         let status = http_get(agent.addr, "/status", &[]).ok()?;
         let doc: serde_json::Value = serde_json::from_str(&status.body).ok()?;
-        (doc["domains"].as_object()?.len() == 12).then_some(doc)
+        (doc["domains"].as_object()?.len() == 13).then_some(doc)
     })
     .expect("all domains in /status");
     assert_eq!(doc["phase"], "not_installed");

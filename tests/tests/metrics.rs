@@ -125,9 +125,10 @@ fn families(scrape: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
 }
 
 /// Families documented as present only on NVIDIA hosts or once a
-/// scheduled bandwidth test has run, or with `[[network.resolver]]`, or
-/// with credentials and certificates to watch (`tests/tests/credentials.rs`
-/// holds those rows to a live scrape).
+/// scheduled bandwidth test has run, with `[[network.resolver]]`, a
+/// NodeConfig or `[cluster]` networks, or with credentials and
+/// certificates to watch (`tests/tests/credentials.rs` holds those rows to
+/// a live scrape).
 fn conditional() -> BTreeSet<String> {
     let doc =
         std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
@@ -137,7 +138,9 @@ fn conditional() -> BTreeSet<String> {
                 && (l.contains("(NVIDIA hosts)")
                     || l.contains("(after a bandwidth test)")
                     || l.contains("(with a resolver)")
-                    || l.contains("(with credentials)"))
+                    || l.contains("(with credentials)")
+                    || l.contains("(with a NodeConfig)")
+                    || l.contains("(with [cluster] networks)"))
         })
         .filter_map(|l| {
             l.split('|')

@@ -109,6 +109,17 @@ impl Cidr {
         }
     }
 
+    /// Whether the two ranges share an address (one contains the other's
+    /// network address, as aligned ranges do).
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let (wide, narrow) = if self.len <= other.len {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        wide.contains(narrow.net)
+    }
+
     pub fn any_contains(ranges: &[Cidr], ip: IpAddr) -> bool {
         ranges.iter().any(|c| c.contains(ip))
     }
@@ -178,6 +189,17 @@ mod tests {
             .parse::<Cidr>()
             .unwrap_err()
             .contains("10.0.0.0/16"));
+    }
+
+    #[test]
+    fn overlap_is_symmetric_and_needs_a_shared_address() {
+        let c = |s: &str| s.parse::<Cidr>().expect("cidr");
+        assert!(c("10.0.0.0/8").overlaps(&c("10.200.0.0/16")));
+        assert!(c("10.200.0.0/16").overlaps(&c("10.0.0.0/8")));
+        assert!(c("10.200.3.0/24").overlaps(&c("10.200.3.7/32")));
+        assert!(!c("10.200.0.0/16").overlaps(&c("10.201.0.0/16")));
+        assert!(!c("192.168.0.0/16").overlaps(&c("fd00::/8")));
+        assert!(c("0.0.0.0/0").overlaps(&c("172.16.0.0/12")));
     }
 
     #[test]

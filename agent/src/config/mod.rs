@@ -6,6 +6,7 @@
 
 pub mod bandwidth;
 pub mod credentials;
+pub mod cluster;
 pub mod dns;
 mod gpu;
 mod interval;
@@ -16,6 +17,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterConfig, EndpointsConfig};
 pub use gpu::GpuConfig;
 pub use interval::Interval;
 pub use network::{NetworkConfig, NetworkTarget};
@@ -42,6 +44,8 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub credentials: credentials::CredentialsConfig,
     pub preflight: PreflightConfig,
+    pub cluster: ClusterConfig,
+    pub endpoints: EndpointsConfig,
     /// Registries the agent manages (beside those the NodeConfig declares).
     pub registry: Vec<RegistryEntry>,
 }
@@ -197,6 +201,8 @@ impl Config {
                 return Err(invalid(format!("registry {} is declared twice", r.host)));
             }
         }
+        self.cluster.validate().map_err(|e| invalid(e.0))?;
+        self.endpoints.validate().map_err(|e| invalid(e.0))?;
         if self.agent.max_connections == 0 {
             return Err(invalid(
                 "agent.max_connections must be at least 1".to_owned(),

@@ -222,7 +222,7 @@ impl DnsDomain {
         }
         if let Some(region) = self.region() {
             for svc in ["sts", "ssm"] {
-                names.push((format!("{svc}.{region}.amazonaws.com"), false));
+                names.push((crate::model::aws::service_host(svc, &region), false));
             }
         }
         names.dedup();

@@ -3,6 +3,7 @@
 //! vocabulary more than one domain speaks. Leaf modules: nothing here
 //! imports a domain, so every domain can import them without a circle.
 
+pub mod aws;
 pub mod containerd;
 pub mod endpoint;
 pub mod nodeconfig;

@@ -7,7 +7,7 @@ pub mod echo;
 mod metrics;
 pub mod packet;
 pub mod pmtu;
-pub mod route;
+pub use crate::edge::route;
 pub mod stats;
 mod target;
 pub mod tcp;

@@ -3,16 +3,9 @@
 //! registry answers with 200 or 401.
 
 use crate::deadline::DeadlineStream;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-    StreamOwned,
-};
-use std::io::{Read, Write};
+pub use crate::tls::TlsSettings;
+use rustls::pki_types::ServerName;
 use std::net::ToSocketAddrs;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one endpoint answered.
@@ -28,19 +21,6 @@ pub struct ProbeResult {
     pub server_cert_not_after: Option<i64>,
     /// Why it is down or unverified.
     pub error: Option<String>,
-}
-
-/// What to trust and present.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// PEM of the registry's CA.
-    pub ca_pem: Option<String>,
-    /// PEM bundle of the OS roots, when `system_trust`.
-    pub system_pem: Option<Vec<u8>>,
-    /// PEM client certificate chain and key.
-    pub client: Option<(Vec<u8>, Vec<u8>)>,
-    /// Report, but still connect, when verification fails.
-    pub skip_verify: bool,
 }
 
 struct Url<'a> {
@@ -149,139 +129,32 @@ pub fn probe(url: &str, override_path: bool, tls: &TlsSettings, timeout: Duratio
     result
 }
 
-fn client_config(tls: &TlsSettings, insecure: bool) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else {
-        let mut roots = RootCertStore::empty();
-        let mut add = |pem: &[u8], what: &str| -> Result<(), String> {
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| format!("{what}: {e}"))?;
-                // A bundle may hold certificates rustls cannot use; skip them.
-                let _ = roots.add(cert);
-            }
-            Ok(())
-        };
-        if let Some(ca) = &tls.ca_pem {
-            add(ca.as_bytes(), "CA")?;
-        }
-        if let Some(system) = &tls.system_pem {
-            add(system, "system trust bundle")?;
-        }
-        builder.with_root_certificates(roots)
-    };
-    let config = match &tls.client {
-        Some((chain, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain)
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("client certificate: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("client key: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
-}
-
 fn handshake(
     tcp: DeadlineStream,
-    config: Arc<ClientConfig>,
+    config: std::sync::Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
     request: &str,
 ) -> Result<(u16, Option<i64>), String> {
-    let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    }
-    let not_after = tls
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|der| crate::pki::not_after(der));
-    let status = exchange(&mut tls, request)?;
+    let mut session = crate::tls::handshake(tcp, config, name).map_err(|e| e.to_string())?;
+    let not_after = crate::tls::peer_not_after(&session);
+    let status = exchange(&mut session, request)?;
     Ok((status, not_after))
 }
 
-/// Sends the request and reads the status code.
-fn exchange<S: Read + Write>(s: &mut S, request: &str) -> Result<u16, String> {
-    s.write_all(request.as_bytes())
-        .map_err(|e| format!("sending GET: {e}"))?;
-    s.flush().map_err(|e| format!("sending GET: {e}"))?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("reading the answer: {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "the answer is not HTTP".to_owned())
+fn exchange<S: std::io::Read + std::io::Write>(s: &mut S, request: &str) -> Result<u16, String> {
+    crate::tls::exchange(s, request, 0)
+        .map(|a| a.status)
+        .map_err(|e| match e {
+            crate::tls::TlsError::Send(e) => format!("sending GET: {e}"),
+            e => e.to_string(),
+        })
 }
 
-/// Accepts any certificate: only for `skip_verify`, after a verified
-/// handshake already failed and was reported.
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+fn client_config(
+    tls: &TlsSettings,
+    insecure: bool,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    crate::tls::client_config(tls, insecure).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
