@@ -5,8 +5,8 @@
 //! keeps that file and this module in agreement.
 
 pub mod bandwidth;
-pub mod credentials;
 pub mod cluster;
+pub mod credentials;
 pub mod dns;
 mod gpu;
 mod interval;
