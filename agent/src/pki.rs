@@ -291,6 +291,7 @@ pub fn format_time(secs: i64) -> String {
 }
 
 #[cfg(test)]
+#[path = "../../tests/src/certs.rs"]
 pub(crate) mod testcerts;
 #[cfg(test)]
 mod tests;

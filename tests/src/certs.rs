@@ -1,27 +1,27 @@
-//! Certificates generated per run (rcgen): a CA and the leaves it issues,
-//! valid over a window of days around now, so that no committed fixture
-//! ever expires and every validity state can be made on demand.
+//! Certificates made per test run with rcgen (never committed, so they
+//! never expire under a test): a CA, and leaves it issues with a chosen
+//! common name and validity window relative to now. One file for both the
+//! black-box tests (this crate) and the agent's unit tests (`pki.rs`
+//! includes it under `cfg(test)`).
 
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use std::time::SystemTime;
 
 pub const DAY: i64 = 86_400;
 
-/// Unix seconds now.
 pub fn now() -> i64 {
     i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs(),
     )
     .expect("secs")
 }
 
-/// Civil date of Unix seconds.
+/// Civil date of Unix seconds (H. Hinnant's days-from-civil inverse).
 fn ymd(secs: i64) -> (i32, u8, u8) {
     let z = secs.div_euclid(DAY) + 719_468;
     let era = z.div_euclid(146_097);
@@ -33,9 +33,9 @@ fn ymd(secs: i64) -> (i32, u8, u8) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     (
-        i32::try_from(y).expect("y"),
-        u8::try_from(m).expect("m"),
-        u8::try_from(d).expect("d"),
+        i32::try_from(y).expect("year"),
+        u8::try_from(m).expect("month"),
+        u8::try_from(d).expect("day"),
     )
 }
 
@@ -46,7 +46,7 @@ fn window(p: &mut CertificateParams, from_days: i64, to_days: i64) {
     p.not_after = date_time_ymd(y, m, d);
 }
 
-/// A certificate authority valid from a day ago for ten years.
+/// A certificate authority.
 pub struct Ca {
     pub pem: String,
     issuer: Issuer<'static, KeyPair>,
@@ -59,22 +59,23 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
-    pub fn new(name: &str) -> Ca {
+    /// A CA valid from a day ago to `days` from now.
+    pub fn new(name: &str, days: i64) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.distinguished_name.push(DnType::CommonName, name);
-        window(&mut p, -1, 3650);
+        window(&mut p, -1, days);
         let key = KeyPair::generate().expect("key");
-        let pem = p.self_signed(&key).expect("ca").pem();
+        let cert = p.self_signed(&key).expect("ca");
         Ca {
-            pem,
+            pem: cert.pem(),
             issuer: Issuer::new(p, key),
         }
     }
 
-    /// `(certificate PEM, PKCS#8 key PEM)` for `cn`, valid from/to days
-    /// from now.
+    /// A leaf for `cn`, valid from `from_days` to `to_days` relative to
+    /// now: `(certificate PEM, PKCS#8 key PEM)`.
     pub fn leaf(&self, cn: &str, from_days: i64, to_days: i64) -> (String, String) {
         let mut p = CertificateParams::new(vec![cn.to_owned()]).expect("params");
         p.distinguished_name.push(DnType::CommonName, cn);

@@ -612,3 +612,31 @@ pub fn check_in<'a>(report: &'a serde_json::Value, domain: &str, id: &str) -> (&
         c["summary"].as_str().unwrap_or(""),
     )
 }
+
+/// `promtool check metrics` on `scrape`: its report (empty when it finds
+/// no problem), or `None` where promtool is missing outside CI. Panics when
+/// promtool rejects the exposition outright.
+pub fn promtool_check_metrics(scrape: &str) -> Option<String> {
+    let promtool = require_tool("promtool")?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
+    Some(report)
+}

@@ -2,7 +2,7 @@
 //! pair, removed when dropped. Needs root (a skip outside CI, a failure
 //! under it).
 
-use crate::{in_ci, require_tool};
+use crate::{in_ci, require_tool, KillOnDrop};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -89,6 +89,27 @@ impl Pair {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns]).arg(program).args(args);
         c
+    }
+
+    /// dnsmasq serving DNS on `listen` in the server namespace, answering
+    /// each `(domain, address)` pair (a domain and all names under it)
+    /// and nothing else; stopped when the handle drops.
+    pub fn dnsmasq(&self, dnsmasq: &Path, listen: &str, answers: &[(&str, &str)]) -> KillOnDrop {
+        let mut args = vec![
+            "--keep-in-foreground".to_owned(),
+            "--conf-file=/dev/null".to_owned(),
+            "--no-resolv".to_owned(),
+            "--no-hosts".to_owned(),
+            "--bind-interfaces".to_owned(),
+            format!("--listen-address={listen}"),
+            "--pid-file=".to_owned(),
+        ];
+        args.extend(answers.iter().map(|(d, a)| format!("--address=/{d}/{a}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = KillOnDrop::spawn(&mut self.exec(&self.server, dnsmasq, &args), "dnsmasq");
+        // Listening well before anyone asks (it binds within milliseconds).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        child
     }
 
     /// Runs `tc ARGS` in `ns`, panicking on failure.

@@ -6,9 +6,11 @@
 //! tell the server when a stop cancels a test.
 
 use hybrid_node_agent_e2e::netns::Pair;
-use hybrid_node_agent_e2e::{agent_bin, eventually, free_port, require_tool, sample, status_check};
+use hybrid_node_agent_e2e::{
+    agent_bin, eventually, free_port, require_tool, sample, status_check, KillOnDrop,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The tests of this file measure throughput: run one at a time, so that
@@ -39,7 +41,7 @@ fn shape(p: &Pair, mbit: u32) {
 }
 
 /// `iperf3 -s` in the server namespace, its output in `log`.
-fn iperf3_server(p: &Pair, log: &Path) -> Reaped {
+fn iperf3_server(p: &Pair, log: &Path) -> KillOnDrop {
     let iperf3 = require_tool("iperf3").expect("iperf3");
     let file = std::fs::File::create(log).expect("log");
     let child = p
@@ -62,18 +64,10 @@ fn iperf3_server(p: &Pair, log: &Path) -> Reaped {
         (!out.stdout.is_empty()).then_some(())
     });
     assert!(ready.is_some(), "iperf3 -s did not listen");
-    Reaped(child)
+    KillOnDrop(child)
 }
 
 /// Killed and reaped on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
     let cfg = dir.join("agent.toml");
@@ -212,7 +206,7 @@ fn scheduled_tests_export_the_rate_run_one_at_a_time_and_a_stop_tells_the_server
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map(Reaped)
+        .map(KillOnDrop)
         .expect("agent");
     let get = |path: &str| -> Option<String> {
         let out = p

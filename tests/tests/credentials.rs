@@ -99,7 +99,7 @@ fn ssm_root(cluster: &Ca, issuer: &Ca) -> tempfile::TempDir {
 
 #[test]
 fn ssm_layout_in_check_json_and_metrics() {
-    let cluster = Ca::new("kubernetes");
+    let cluster = Ca::new("kubernetes", 3650);
     let root = ssm_root(&cluster, &cluster);
     let (report, _) = json_check(root.path());
     assert_eq!(
@@ -187,33 +187,9 @@ fn ssm_layout_in_check_json_and_metrics() {
 
 /// `promtool check metrics` finds no problem with the scrape.
 fn promtool_accepts(scrape: &str) {
-    use std::io::Write;
-    let Some(promtool) = hybrid_node_agent_e2e::require_tool("promtool") else {
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.as_bytes())
-        .expect("feed");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool: {report}"
-    );
+    if let Some(report) = hybrid_node_agent_e2e::promtool_check_metrics(scrape) {
+        assert!(report.trim().is_empty(), "promtool: {report}");
+    }
 }
 
 /// `docs/metrics.md` rows of this domain's families against a scrape:
@@ -261,8 +237,8 @@ fn documented_families_are_exported(scrape: &str, absent: &[&str]) {
 
 #[test]
 fn a_kubelet_certificate_from_an_earlier_cluster_is_a_stale_chain() {
-    let cluster = Ca::new("kubernetes");
-    let earlier = Ca::new("kubernetes");
+    let cluster = Ca::new("kubernetes", 3650);
+    let earlier = Ca::new("kubernetes", 3650);
     let root = ssm_root(&cluster, &earlier);
     let (report, _) = json_check(root.path());
     let serving = cred(&report, "kubelet/serving");
@@ -303,7 +279,7 @@ fn iam_ra_root(cert: &str, key: &str) -> tempfile::TempDir {
 
 #[test]
 fn iam_roles_anywhere_certificate_in_each_state() {
-    let anchor = Ca::new("trust anchor CA");
+    let anchor = Ca::new("trust anchor CA", 3650);
     let (_, other_key) = anchor.leaf("rack12-node07", -1, 365);
     for (case, from, to, want, words) in [
         ("valid", -1, 365, "pass", "days left)"),
@@ -403,7 +379,7 @@ fn every_output(root: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn no_credential_or_key_reaches_any_output() {
-    let anchor = Ca::new("trust anchor CA");
+    let anchor = Ca::new("trust anchor CA", 3650);
     let (cert, key) = anchor.leaf("rack12-node07", -1, 365);
     let key_body: Vec<String> = key
         .lines()
@@ -412,7 +388,7 @@ fn no_credential_or_key_reaches_any_output() {
         .collect();
     assert!(!key_body.is_empty());
     let iam = iam_ra_root(&cert, &key);
-    let cluster = Ca::new("kubernetes");
+    let cluster = Ca::new("kubernetes", 3650);
     let ssm = ssm_root(&cluster, &cluster);
     for root in [iam.path(), ssm.path()] {
         let outs = every_output(root);

@@ -153,7 +153,7 @@ fn credential_providers_on_a_booted_systemd_host() {
 
     // 1. The SSM hybrid activation as nodeadm init leaves it, the agent
     // running under systemd, the node joined with its serving certificate.
-    let cluster = Ca::new("kubernetes");
+    let cluster = Ca::new("kubernetes", 3650);
     let (cert, key) = cluster.leaf(&format!("system:node:{NODE}"), -1, 365);
     let (_, other_key) = cluster.leaf(&format!("system:node:{NODE}"), -1, 365);
     let key_lines: Vec<String> = format!("{key}{other_key}")
@@ -312,7 +312,7 @@ fn credential_providers_on_a_booted_systemd_host() {
         .status()
         .expect("cp");
     assert!(copied.success(), "copy the iam-ra fixture into the host");
-    let anchor = Ca::new("trust anchor CA");
+    let anchor = Ca::new("trust anchor CA", 3650);
     let (node_cert, node_key) = anchor.leaf("rack12-node07", -1, 365);
     host.write_mode("/etc/iam/pki/server.pem", node_cert.as_bytes(), 0o644);
     host.write_mode("/etc/iam/pki/server.key", node_key.as_bytes(), 0o600);

@@ -5,49 +5,23 @@
 //! that only opened UDP would.
 
 use hybrid_node_agent_e2e::netns::{self, Pair};
-use hybrid_node_agent_e2e::{agent_bin, check_in, require_tool};
+use hybrid_node_agent_e2e::{agent_bin, check_in, require_tool, KillOnDrop};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::Duration;
 
 const RESOLVER: &str = "10.81.0.2";
 
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// dnsmasq as the resolver in the server namespace: a private and a public
 /// answer for the API names, a public one for the AWS service endpoints.
-fn dnsmasq_in(p: &Pair, dnsmasq: &Path, listen: &str) -> Reaped {
-    let child = p
-        .exec(
-            &p.server,
-            dnsmasq,
-            &[
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={listen}"),
-                "--pid-file=",
-                "--address=/api.private.test/10.0.1.20",
-                "--address=/api.public.test/54.239.1.20",
-                "--address=/amazonaws.com/54.239.28.85",
-            ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq");
-    std::thread::sleep(Duration::from_millis(500));
-    Reaped(child)
+fn dnsmasq_in(p: &Pair, dnsmasq: &Path, listen: &str) -> KillOnDrop {
+    p.dnsmasq(
+        dnsmasq,
+        listen,
+        &[
+            ("api.private.test", "10.0.1.20"),
+            ("api.public.test", "54.239.1.20"),
+            ("amazonaws.com", "54.239.28.85"),
+        ],
+    )
 }
 
 fn check(p: &Pair, root: &Path) -> serde_json::Value {

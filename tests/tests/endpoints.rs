@@ -15,9 +15,9 @@
 use base64::Engine;
 use hybrid_node_agent_e2e::apiserver::{ApiServer, ConnectProxy};
 use hybrid_node_agent_e2e::netns::{self, Pair};
-use hybrid_node_agent_e2e::{agent_bin, check_in, pki_for, require_tool, Pki};
+use hybrid_node_agent_e2e::{agent_bin, check_in, pki_for, require_tool, KillOnDrop, Pki};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const NET: &str = "10.82.0";
@@ -31,15 +31,6 @@ const AWS_NAMES: [&str; 5] = [
     "ec2messages.us-west-2.amazonaws.com",
     "sts.us-west-2.amazonaws.com",
 ];
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `/etc/netns/<ns>/`: files `ip netns exec` mounts over `/etc/`.
 struct NetnsEtc(PathBuf);
@@ -63,39 +54,25 @@ impl Drop for NetnsEtc {
     }
 }
 
-fn dnsmasq_in(p: &Pair, dnsmasq: &Path) -> Reaped {
-    let child = p
-        .exec(
-            &p.server,
-            dnsmasq,
-            &[
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={SERVER}"),
-                "--pid-file=",
-                &format!("--address=/amazonaws.com/{SERVER}"),
-                &format!("--address=/api.cluster.test/{SERVER}"),
-                // The IAM Roles Anywhere node name: the client's address.
-                &format!("--address=/{NODE_NAME}/{NET}.1"),
-                // TEST-NET-1: routed nowhere from the client namespace.
-                "--address=/api.unrouted.test/192.0.2.10",
-            ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq");
-    std::thread::sleep(Duration::from_millis(500));
-    Reaped(child)
+fn dnsmasq_in(p: &Pair, dnsmasq: &Path) -> KillOnDrop {
+    let node = format!("{NET}.1");
+    p.dnsmasq(
+        dnsmasq,
+        SERVER,
+        &[
+            ("amazonaws.com", SERVER),
+            ("api.cluster.test", SERVER),
+            // The IAM Roles Anywhere node name: the client's address.
+            (NODE_NAME, &node),
+            // TEST-NET-1: routed nowhere from the client namespace.
+            ("api.unrouted.test", "192.0.2.10"),
+        ],
+    )
 }
 
 /// `openssl s_server` on SERVER:443 in the server namespace, presenting a
 /// certificate for the AWS endpoint names.
-fn aws_stand_in(p: &Pair, openssl: &Path, pki: &Pki, dir: &Path) -> Reaped {
+fn aws_stand_in(p: &Pair, openssl: &Path, pki: &Pki, dir: &Path) -> KillOnDrop {
     let cert = dir.join("aws.pem");
     let key = dir.join("aws.key");
     std::fs::write(&cert, &pki.server_pem).expect("write");
@@ -122,7 +99,7 @@ fn aws_stand_in(p: &Pair, openssl: &Path, pki: &Pki, dir: &Path) -> Reaped {
         .spawn()
         .expect("openssl s_server");
     std::thread::sleep(Duration::from_millis(500));
-    Reaped(child)
+    KillOnDrop(child)
 }
 
 /// A `--root` tree: the OS trust bundle (`trusted` CAs) and a NodeConfig

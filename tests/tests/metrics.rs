@@ -3,8 +3,6 @@
 
 use hybrid_node_agent_e2e::{pki, repo_root, require_tool, root_from_fixture, Agent, TlsServer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// A scrape of an agent with every family populated: a registry served over
 /// TLS (by `openssl s_server`) with a CA the agent manages, and a network
@@ -54,32 +52,12 @@ fn live_scrape() -> Option<String> {
 
 #[test]
 fn promtool_check_metrics_reports_no_problems() {
-    let Some(promtool) = require_tool("promtool") else {
-        return;
-    };
     let Some(scrape) = live_scrape() else {
         return;
     };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(scrape.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
+    let Some(report) = hybrid_node_agent_e2e::promtool_check_metrics(&scrape) else {
+        return;
+    };
     assert!(
         report.trim().is_empty(),
         "promtool found problems: {report}"

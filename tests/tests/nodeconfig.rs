@@ -636,32 +636,11 @@ fn hostile_label_values_cannot_forge_samples() {
     {
         hybrid_node_agent::metrics::label::parse_sample(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
-    if let Some(promtool) = require_tool("promtool") {
-        use std::io::Write;
-        let mut child = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(scrape.as_bytes())
-            .expect("feed promtool");
-        let out = child.wait_with_output().expect("promtool");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Some(report) = hybrid_node_agent_e2e::promtool_check_metrics(&scrape) {
         assert!(
             !report.contains("error while linting") && !report.contains("parse"),
             "promtool: {report}\n---\n{scrape}"
         );
-        assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
     }
 }
 
