@@ -67,8 +67,6 @@ fn iperf3_server(p: &Pair, log: &Path) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// Killed and reaped on drop.
-
 fn config(dir: &Path, extra: &str) -> PathBuf {
     let cfg = dir.join("agent.toml");
     std::fs::write(
