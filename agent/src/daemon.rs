@@ -94,6 +94,7 @@ async fn run_async(options: Options) -> Result<(), DaemonError> {
         registry: Arc::new(registry),
         cache: cache.clone(),
         facts: facts.clone(),
+        rendered: Default::default(),
     });
 
     let web = Arc::new(WebState::new(load_web(&options.config.web.config_file)?));

@@ -54,6 +54,10 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 #[derive(Debug, Default)]
 pub struct Cache {
     domains: RwLock<BTreeMap<&'static str, Snapshot>>,
+    /// Bumped whenever what the endpoint shows changes at once (a domain
+    /// run landed, a reload was counted): a `/metrics` body rendered
+    /// before is not served after.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
@@ -62,6 +66,19 @@ impl Cache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(domain, snapshot);
+        self.touch();
+    }
+
+    /// Marks the endpoint's view as changed (see [`Cache::generation`]).
+    pub fn touch(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes whenever a domain's results or the agent's own counters
+    /// changed at once.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Calls `f` with every domain's latest snapshot, in domain order,

@@ -67,6 +67,7 @@ fn world() -> &'static World {
                 registry: registry.clone(),
                 cache,
                 facts: Facts::default(),
+                rendered: Default::default(),
             }),
             web: Arc::new(web),
             slots: verify_slots(),

@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod expfmt;
 pub mod label;
+pub mod render;
 pub mod server;
 pub mod webconfig;
 
@@ -72,6 +73,8 @@ pub struct CoreMetrics {
     config_last_reload_ok: Gauge,
     web_reloads: Family<ResultLabel, Counter>,
     web_last_reload_ok: Gauge,
+    /// Told of every reload, so that the next scrape shows it.
+    cache: Arc<Cache>,
 }
 
 impl CoreMetrics {
@@ -96,6 +99,7 @@ impl CoreMetrics {
             config_last_reload_ok: Gauge::default(),
             web_reloads: Family::default(),
             web_last_reload_ok: Gauge::default(),
+            cache: cache.clone(),
         };
         core.config_last_reload_ok.set(1);
         core.web_last_reload_ok.set(1);
@@ -164,11 +168,13 @@ impl CoreMetrics {
     pub fn observe_web_reload(&self, ok: bool) {
         self.web_reloads.get_or_create(ResultLabel::of(ok)).inc();
         self.web_last_reload_ok.set(i64::from(ok));
+        self.cache.touch();
     }
 
     pub fn observe_reload(&self, ok: bool) {
         self.config_reloads.get_or_create(ResultLabel::of(ok)).inc();
         self.config_last_reload_ok.set(i64::from(ok));
+        self.cache.touch();
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Endpoint {
     pub registry: Arc<Registry>,
     pub cache: Arc<Cache>,
     pub facts: Facts,
+    /// The latest `/metrics` bodies, shared by scrapes close together.
+    pub rendered: super::render::Rendered,
 }
 
 type Body = Full<Bytes>;
@@ -416,20 +418,31 @@ fn route(endpoint: &Endpoint, method: &Method, path: &str, headers: &HeaderMap) 
                 .get(ACCEPT_ENCODING)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-            match encode(&endpoint.registry, format) {
-                Ok(body) if gzip => {
-                    let mut r = response(
-                        StatusCode::OK,
-                        format.content_type(),
-                        gzip_bytes(body.as_bytes()).into(),
-                    );
-                    r.headers_mut()
-                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                    r.headers_mut()
-                        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            let body = endpoint.rendered.get_or_render(
+                format,
+                gzip,
+                (std::time::Instant::now(), endpoint.cache.generation()),
+                || {
+                    encode(&endpoint.registry, format).map(|text| {
+                        if gzip {
+                            Bytes::from(gzip_bytes(text.as_bytes()))
+                        } else {
+                            Bytes::from(text)
+                        }
+                    })
+                },
+            );
+            match body {
+                Ok(body) => {
+                    let mut r = response(StatusCode::OK, format.content_type(), body);
+                    if gzip {
+                        r.headers_mut()
+                            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                        r.headers_mut()
+                            .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                    }
                     r
                 }
-                Ok(body) => response(StatusCode::OK, format.content_type(), body.into()),
                 Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
             }
         }
@@ -510,6 +523,7 @@ mod tests {
             registry: Arc::new(registry),
             cache,
             facts: Facts::default(),
+            rendered: Default::default(),
         }
     }
 
