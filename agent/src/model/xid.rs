@@ -65,7 +65,14 @@ impl History {
             return;
         }
         if self.events.len() == MAX_KEPT {
-            self.events.pop_front();
+            // The oldest non-fatal event goes first: a storm of warn-class
+            // XIDs must not evict the fatal one that fails the check.
+            let oldest = self
+                .events
+                .iter()
+                .position(|e| e.class != Class::Fatal)
+                .unwrap_or(0);
+            self.events.remove(oldest);
         }
         self.events.push_back(s);
     }
@@ -152,5 +159,24 @@ mod tests {
             });
         }
         assert_eq!(h.current(t0, Duration::from_secs(60)).len(), MAX_KEPT);
+    }
+
+    #[test]
+    fn a_storm_of_warnings_does_not_evict_a_fatal_xid() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        let seen = |xid, class| Seen {
+            at: t0,
+            gpu: 0,
+            xid,
+            class,
+        };
+        h.record(seen(79, Class::Fatal));
+        for _ in 0..2000 {
+            h.record(seen(92, Class::Warn));
+        }
+        let left = h.current(t0, Duration::from_secs(60));
+        assert_eq!(left.len(), MAX_KEPT);
+        assert!(left.iter().any(|s| s.xid == 79), "the fatal XID stays");
     }
 }
