@@ -20,6 +20,26 @@ pub(super) struct KernelLog {
     /// Taken but not yet mapped to a GPU (NVML not answering yet).
     pending: Vec<LoggedXid>,
     error: Option<String>,
+    /// NVML answered: XIDs reach the agent live through its event set.
+    live: bool,
+}
+
+impl KernelLog {
+    /// NVML answered this run.
+    pub(super) fn nvml_answered(&mut self) {
+        self.live = true;
+    }
+
+    /// NVML stopped answering: read the kernel log again once it is back,
+    /// from now on — what it logged while NVML was live was delivered live
+    /// and must not be counted twice.
+    pub(super) fn nvml_stopped(&mut self) {
+        if std::mem::take(&mut self.live) {
+            let now = kernel_log::since_boot();
+            self.newest = Some(self.newest.map_or(now, |n| n.max(now)));
+        }
+        self.due = true;
+    }
 }
 
 impl Default for KernelLog {
@@ -29,6 +49,7 @@ impl Default for KernelLog {
             newest: None,
             pending: Vec::new(),
             error: None,
+            live: false,
         }
     }
 }
