@@ -112,6 +112,7 @@ fn init() -> Code {
     if code == SUCCESS {
         s.inits += 1;
         s.started.get_or_insert_with(Instant::now);
+        s.loaded = s.scenario.clone().ok();
     }
     code
 }
@@ -558,23 +559,53 @@ device_value!(nvmlDeviceGetGpuFabricInfo, nvmlGpuFabricInfo_t, |g| {
     })
 });
 
+/// `NVML_STRUCT_VERSION(GpuFabricInfo, n)` for the versions nvml.h has.
+const FABRIC_V2: c_uint = std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() as c_uint | (2 << 24);
+const FABRIC_V3: c_uint = std::mem::size_of::<nvmlGpuFabricInfo_v3_t>() as c_uint | (3 << 24);
+
 /// # Safety
-/// NVML's contract: `out` valid, `out.version` set.
+/// NVML's contract: `out` valid for the struct its `version` names.
+///
+/// As NVML does: a version the driver does not know (newer than the
+/// scenario's `fabric_max_version`, or not a real one) is
+/// ARGUMENT_VERSION_MISMATCH, and only that version's struct is written.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
     device: nvmlDevice_t,
     out: *mut nvmlGpuFabricInfoV_t,
 ) -> nvmlReturn_t {
     let s = state();
+    let max = s.ready().map(|sc| sc.fabric_max_version).unwrap_or(3);
     let r = s
         .gpu(index(device), "nvmlDeviceGetGpuFabricInfoV")
         .and_then(|g| supported(g.fabric_state.map(|st| (st, g))));
     if out.is_null() {
         return INVALID;
     }
-    // SAFETY: non-null, the caller's struct.
+    // SAFETY: non-null, the caller's struct (the version field is first in
+    // every version).
     let version = unsafe { (*out).version };
+    let known = match version {
+        FABRIC_V2 => 2,
+        FABRIC_V3 => 3,
+        _ => return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    };
+    if r.is_ok() && known > max {
+        return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    }
     done(r, |(st, g)| {
+        if known == 2 {
+            let v = nvmlGpuFabricInfo_v2_t {
+                version,
+                clusterUuid: [0; 16],
+                status: g.fabric_status,
+                cliqueId: 0,
+                state: st,
+                healthMask: g.fabric_health_mask,
+            };
+            // SAFETY: non-null, the caller's struct, of version 2.
+            return unsafe { put(out.cast::<nvmlGpuFabricInfo_v2_t>(), v) };
+        }
         let v = nvmlGpuFabricInfo_v3_t {
             version,
             clusterUuid: [0; 16],
@@ -584,7 +615,7 @@ pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
             healthMask: g.fabric_health_mask,
             healthSummary: 0,
         };
-        // SAFETY: non-null, the caller's struct.
+        // SAFETY: non-null, the caller's struct, of version 3.
         unsafe { put(out, v) }
     })
 }
