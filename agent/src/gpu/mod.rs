@@ -193,7 +193,8 @@ impl Domain for GpuDomain {
         };
 
         // Count: NVML, expectation, device nodes; readings.
-        let count = self.source.count().unwrap_or(0);
+        let counted = self.source.count();
+        let count = counted.as_ref().map_or(0, |n| *n);
         self.metrics.count.set(i64::from(count));
         self.metrics.info.clear();
         let mut lost = Vec::new();
@@ -299,7 +300,11 @@ impl Domain for GpuDomain {
         out.push(hgx::fabric(&readings, nvswitch, fabric_manager));
         self.prev = readings.iter().cloned().map(|g| (g.index, g)).collect();
 
-        out.push(self.xid_check(&readings));
+        // Every GPU NVML lists was read (or is lost): a kernel-log XID whose
+        // PCI address is not among them is on a GPU NVML does not list.
+        // Otherwise (a count or read failing for now) it waits.
+        let listed = counted.is_ok() && readings.len() + lost.len() == count as usize;
+        out.push(self.xid_check(&readings, listed));
 
         // The NVIDIA container runtime the NodeConfig makes the default.
         let runtime = self

@@ -263,7 +263,7 @@ fn counters_count_increases_only() {
     });
     let (mut d, registry) = domain(&src, &h, |_| {});
     d.run();
-    g.pcie_replays = Some(2); // driver reload reset
+    g.pcie_replays = Some(2); // driver reload reset: 2 since then
     src.set(|s| s.gpus = vec![Ok(g.clone())]);
     d.run();
     g.pcie_replays = Some(4);
@@ -271,7 +271,7 @@ fn counters_count_increases_only() {
     d.run();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-    assert!(text.contains("hybrid_node_gpu_pcie_replays_total{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 7"), "{text}");
+    assert!(text.contains("hybrid_node_gpu_pcie_replays_total{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 9"), "5, then 2 after the reset, then 2 more: {text}");
 }
 
 #[test]
@@ -453,5 +453,43 @@ fn xids_delivered_live_are_not_counted_again_from_the_kernel_log() {
     assert!(
         text.contains("hybrid_node_gpu_xid_errors_total{gpu=\"1\",xid=\"79\",class=\"fatal\"} 1"),
         "{text}"
+    );
+}
+
+/// A kernel-log XID waits while NVML's GPU list is not known (a read
+/// failing for now) rather than being marked unlisted for good; one on a
+/// GPU NVML does not list names its PCI address.
+#[test]
+fn kernel_log_xids_wait_for_the_gpu_list_and_unlisted_ones_name_their_pci_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    let at = kernel_log::since_boot().as_micros().saturating_sub(10_000_000);
+    std::fs::write(
+        h.path("/dev/kmsg"),
+        format!(
+            "4,7,{at},-;NVRM: Xid (PCI:0000:19:00): 79, pid=1, name=x, GPU has fallen off the bus.\n\
+             4,8,{at},-;NVRM: Xid (PCI:0000:aa:00): 48, pid=1, name=x, An uncorrectable double bit error\n"
+        ),
+    )
+    .expect("kmsg");
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![
+            Err(SourceError::Other("Unknown Error".into())),
+            Err(SourceError::Other("Unknown Error".into())),
+        ];
+    });
+    let (mut d, _) = domain(&src, &h, |_| {});
+    assert_eq!(status(&d.run(), "xid"), Status::Pass, "nothing mapped yet");
+    src.set(|s| s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))]);
+    let c = d.run();
+    let xid = c.iter().find(|c| c.id == "xid").expect("xid");
+    assert_eq!(xid.status, Status::Fail);
+    assert!(xid.summary.contains("XID 79 on GPU 1"), "{xid:?}");
+    assert!(
+        xid.summary
+            .contains("XID 48 on PCI 0000:aa:00, a GPU NVML does not list"),
+        "{xid:?}"
     );
 }

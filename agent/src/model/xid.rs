@@ -46,6 +46,9 @@ pub fn classify(xid: u64, fatal: &[u64], ignore: &[u64]) -> Class {
 pub struct Seen {
     pub at: Instant,
     pub gpu: u32,
+    /// PCI (domain, bus, device) of a GPU the driver does not list, where
+    /// the event came from the kernel log.
+    pub pci: Option<(u32, u32, u32)>,
     pub xid: u64,
     pub class: Class,
 }
@@ -113,12 +116,14 @@ mod tests {
         h.record(Seen {
             at: t0,
             gpu: 0,
+            pci: None,
             xid: 79,
             class: Class::Fatal,
         });
         h.record(Seen {
             at: t0,
             gpu: 0,
+            pci: None,
             xid: 13,
             class: Class::Ignored,
         });
@@ -138,6 +143,7 @@ mod tests {
             h.record(Seen {
                 at: t0 - Duration::from_secs(ago),
                 gpu: 0,
+                pci: None,
                 xid,
                 class: Class::Fatal,
             });
@@ -154,6 +160,7 @@ mod tests {
             h.record(Seen {
                 at: t0,
                 gpu: 1,
+                pci: None,
                 xid: 92,
                 class: Class::Warn,
             });
@@ -168,6 +175,7 @@ mod tests {
         let seen = |xid, class| Seen {
             at: t0,
             gpu: 0,
+            pci: None,
             xid,
             class,
         };
