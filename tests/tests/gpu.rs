@@ -372,7 +372,10 @@ fn an_r550_driver_reports_degraded_fabric_bandwidth() {
     let r = host.check();
     let (s, m) = check_in(&r, "gpu", "fabric");
     assert_eq!(s, "warn", "{m}");
-    assert!(m.contains("bandwidth degraded on GPU(s) 0,1,2,3,4,5,6,7"), "{m}");
+    assert!(
+        m.contains("bandwidth degraded on GPU(s) 0,1,2,3,4,5,6,7"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -82,7 +82,8 @@ impl GpuDomain {
     /// The driver as NVML, the kernel module and the library on disk report
     /// it. `Err`: NVML does not answer (the run stops at these checks).
     fn driver_check(&mut self, expected: bool, why: &str) -> Result<Check, Vec<Check>> {
-        const RELOAD: &str = "reboot (or unload and reload the nvidia modules) after a driver upgrade";
+        const RELOAD: &str =
+            "reboot (or unload and reload the nvidia modules) after a driver upgrade";
         let module = std::fs::read_to_string(self.host.path("/proc/driver/nvidia/version"))
             .ok()
             .and_then(|t| kernel_module(&t));

@@ -430,7 +430,10 @@ mod tests {
         // does not export.
         let missing = NvmlError::FailedToLoadSymbol("nvmlDeviceGetGpuFabricInfoV".into());
         assert_eq!(opt::<u32>(Err(missing)).ok(), Some(None));
-        assert_eq!(opt::<u32>(Err(NvmlError::FunctionNotFound)).ok(), Some(None));
+        assert_eq!(
+            opt::<u32>(Err(NvmlError::FunctionNotFound)).ok(),
+            Some(None)
+        );
         assert!(opt::<u32>(Err(NvmlError::GpuLost)).is_err());
     }
 }

@@ -40,7 +40,12 @@ pub(super) fn fabric(nvml: &Nvml, device: &Device) -> Result<Fabric, NvmlError> 
         // SAFETY: `get` has the C signature from nvml-wrapper-sys's bindings
         // (typed for the newest struct, whose prefix v2 is); `info` is a
         // live struct whose version field tells NVML to write v2's size.
-        let code = unsafe { get(handle, std::ptr::from_mut(&mut info).cast::<nvmlGpuFabricInfoV_t>()) };
+        let code = unsafe {
+            get(
+                handle,
+                std::ptr::from_mut(&mut info).cast::<nvmlGpuFabricInfoV_t>(),
+            )
+        };
         match nvml_try(code) {
             Ok(()) => {
                 return Ok(Fabric {

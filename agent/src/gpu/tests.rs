@@ -354,7 +354,10 @@ fn a_driver_upgraded_on_disk_fails_while_the_old_module_is_loaded() {
         c[0].summary,
         "driver 580.82.07 installed, kernel module 580.65.06 still loaded"
     );
-    assert!(c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")), "{c:?}");
+    assert!(
+        c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")),
+        "{c:?}"
+    );
     // The configured absolute library path is looked at first.
     let (mut d, _) = domain(&src, &h, |c| {
         c.gpu.nvml_library = "/opt/nvidia/libnvidia-ml.so.1".into()
@@ -378,7 +381,12 @@ fn remedies_name_the_configured_minimum_and_a_reload_for_a_mismatch() {
         c.gpu.min_driver = 570;
     });
     let c = d.run();
-    assert!(c[0].remedy.as_deref().is_some_and(|r| r.contains("570 or newer")), "{c:?}");
+    assert!(
+        c[0].remedy
+            .as_deref()
+            .is_some_and(|r| r.contains("570 or newer")),
+        "{c:?}"
+    );
     src.set(|s| {
         s.driver = Some(Err(SourceError::DriverMismatch(
             "NVML reports LibRmVersionMismatch".into(),
@@ -386,7 +394,10 @@ fn remedies_name_the_configured_minimum_and_a_reload_for_a_mismatch() {
     });
     let c = d.run();
     assert_eq!(status(&c, "driver"), Status::Fail);
-    assert!(c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")), "{c:?}");
+    assert!(
+        c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")),
+        "{c:?}"
+    );
 }
 
 /// The agent's unit hides other processes (ProtectProc=invisible): on the
@@ -433,7 +444,9 @@ fn xids_delivered_live_are_not_counted_again_from_the_kernel_log() {
     let (mut d, registry) = domain(&src, &h, |_| {});
     d.run();
     // XID 79 on GPU 1: delivered live, and logged by the kernel.
-    let at = kernel_log::since_boot().as_micros().saturating_sub(1_000_000);
+    let at = kernel_log::since_boot()
+        .as_micros()
+        .saturating_sub(1_000_000);
     std::fs::write(
         h.path("/dev/kmsg"),
         format!("4,7,{at},-;NVRM: Xid (PCI:0000:19:00): 79, pid=1, name=x, GPU has fallen off the bus.\n"),
@@ -463,7 +476,9 @@ fn xids_delivered_live_are_not_counted_again_from_the_kernel_log() {
 fn kernel_log_xids_wait_for_the_gpu_list_and_unlisted_ones_name_their_pci_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let h = h100_host(dir.path(), 2);
-    let at = kernel_log::since_boot().as_micros().saturating_sub(10_000_000);
+    let at = kernel_log::since_boot()
+        .as_micros()
+        .saturating_sub(10_000_000);
     std::fs::write(
         h.path("/dev/kmsg"),
         format!(

@@ -125,12 +125,13 @@ impl GpuDomain {
         // Kernel-log XIDs: mapped by PCI address, aged from when they were logged.
         let boot_now = kernel_log::since_boot();
         let pending = std::mem::take(&mut self.kernel.pending);
-        let (mapped, waiting): (Vec<LoggedXid>, Vec<LoggedXid>) = pending.into_iter().partition(|x| {
-            listed
-                || readings
-                    .iter()
-                    .any(|g| kernel_log::pci_address(&g.pci_bus_id) == Some(x.pci))
-        });
+        let (mapped, waiting): (Vec<LoggedXid>, Vec<LoggedXid>) =
+            pending.into_iter().partition(|x| {
+                listed
+                    || readings
+                        .iter()
+                        .any(|g| kernel_log::pci_address(&g.pci_bus_id) == Some(x.pci))
+            });
         self.kernel.pending = waiting;
         for x in mapped {
             let gpu = readings
