@@ -118,7 +118,7 @@ fn degraded_bandwidth(f: &Fabric) -> bool {
 
 /// The fabric verdict. NVML's per-GPU registration state where the driver
 /// reports it (R525+, HGX); otherwise NVSwitch device nodes and the
-/// fabric manager's process, as before.
+/// fabric manager's service state (systemd), as before.
 pub fn fabric(readings: &[GpuReading], nvswitch: bool, fabric_manager: bool) -> Check {
     let states: Vec<(u32, Fabric)> = readings
         .iter()
@@ -360,7 +360,7 @@ mod tests {
         for g in &mut gpus {
             g.fabric = Some(done);
         }
-        // NVML's word wins over a process-name match.
+        // NVML's word wins over the fabric manager's state.
         assert_eq!(fabric(&gpus, true, false).status, Status::Pass);
         gpus[5].fabric = Some(Fabric { state: 2, ..done });
         let c = fabric(&gpus, true, true);

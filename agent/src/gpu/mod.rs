@@ -287,7 +287,7 @@ impl Domain for GpuDomain {
         }
 
         // Fabric: NVML's registration state per GPU; NVSwitch device nodes
-        // and the fabric manager's process where the driver has no such call.
+        // and the fabric manager's systemd state where the driver has no such call.
         let nvswitch = std::fs::read_dir(self.host.path("/dev"))
             .map(|d| {
                 d.filter_map(Result::ok).any(|e| {
