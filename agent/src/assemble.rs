@@ -51,6 +51,7 @@ pub fn build_all(
             registry,
             facts.clone(),
             Box::new(crate::gpu::nvml::NvmlSource::new(&config.gpu.nvml_library)),
+            services(host),
         )),
         Box::new(crate::net::NetworkDomain::new(
             config,

@@ -115,6 +115,10 @@ impl GpuHost {
 }
 
 const WAIT: Duration = Duration::from_secs(20);
+/// gpu-lost.toml loses GPU 3 (and logs its XID 79) 10 s after NVML's
+/// first initialisation: a wait from the agent's start covering that on a
+/// loaded machine.
+const LOST_WAIT: Duration = Duration::from_secs(40);
 
 fn gpu_series<'a>(metrics: &'a str, family: &str) -> Vec<&'a str> {
     metrics
@@ -202,7 +206,7 @@ fn documented_gpu_families() -> Vec<String> {
 fn the_gpu_metrics_of_an_hgx_scrape_are_the_documented_ones() {
     let host = GpuHost::new("gpu-lost.toml", 8, 4, "");
     let agent = host.start();
-    agent.wait_check("gpu", "xid", WAIT, |s, _| s == "fail");
+    agent.wait_check("gpu", "xid", LOST_WAIT, |s, _| s == "fail");
     let m = agent.metrics();
     let scraped: Vec<String> = m
         .lines()
@@ -313,29 +317,65 @@ fn an_agent_started_before_the_driver_reports_healthy_once_it_loads_without_a_re
     assert!(log.contains("NVML initialised from"), "{log}");
 }
 
+/// Points the root's `libnvidia-ml.so.1` at a driver's library, as the
+/// driver package does.
+fn install_library(root: &Path, version: &str) {
+    let dir = root.join("usr/lib64");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let link = dir.join("libnvidia-ml.so.1");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("libnvidia-ml.so.{version}"), &link).expect("symlink");
+}
+
 #[test]
 fn a_driver_upgraded_under_the_agent_fails_until_the_module_matches_then_recovers() {
     let host = GpuHost::new("hgx-h100.toml", 8, 4, "expected_count = 8");
+    install_library(host.root(), DRIVER);
     let agent = host.start();
     agent.wait_check("gpu", "driver", WAIT, |s, _| s == "pass");
+    // The package upgrade: the running agent's NVML handle keeps answering
+    // with the old library (the scripted one does as real NVML does), so
+    // only the library on disk tells.
     host.switch("mismatch.toml");
+    install_library(host.root(), "580.82.07");
     let (_, m) = agent.wait_check("gpu", "driver", WAIT, |s, _| s == "fail");
-    assert!(m.contains("versions differ"), "{m}");
-    // Readings of the old driver are dropped, not left frozen.
     assert_eq!(
-        sample(&agent.metrics(), "hybrid_node_gpu_devices"),
-        Some(0.0)
+        m,
+        format!("driver 580.82.07 installed, kernel module {DRIVER} still loaded")
     );
     // The reboot (or module reload): the library and the module agree again.
     host.switch("hgx-h100.toml");
+    install_library(host.root(), DRIVER);
     agent.wait_check("gpu", "driver", Duration::from_secs(30), |s, _| s == "pass");
     agent.wait_check("gpu", "count", WAIT, |s, _| s == "pass");
-    // A one-shot check on the mismatched host says the same.
+    // A new process on the mismatched host: NVML itself refuses.
     host.switch("mismatch.toml");
     let r = host.check();
     let (s, m) = check_in(&r, "gpu", "driver");
     assert_eq!(s, "fail", "{m}");
+    assert!(m.contains("versions differ"), "{m}");
     assert!(m.contains("reboot"), "{m}");
+}
+
+/// An R550/R560 driver knows the fabric struct up to version 2: the agent
+/// asks for that one and sees the health mask (degraded bandwidth).
+#[test]
+fn an_r550_driver_reports_degraded_fabric_bandwidth() {
+    let host = GpuHost::new("hgx-h100.toml", 8, 4, "");
+    let text = std::fs::read_to_string(fixture("nvml/hgx-h100.toml")).expect("fixture");
+    let text = text.replace(
+        "[gpu_template]\n",
+        "[gpu_template]\nfabric_health_mask = 1   # NVML_GPU_FABRIC_HEALTH_MASK_DEGRADED_BW_TRUE\n",
+    );
+    assert!(text.contains("fabric_health_mask"), "no [gpu_template]");
+    std::fs::write(&host.scenario, format!("fabric_max_version = 2\n{text}")).expect("scenario");
+    let r = host.check();
+    let (s, m) = check_in(&r, "gpu", "fabric");
+    assert_eq!(s, "warn", "{m}");
+    assert!(
+        m.contains("bandwidth degraded on GPU(s) 0,1,2,3,4,5,6,7"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -343,7 +383,7 @@ fn a_gpu_falling_off_the_bus_fails_the_count_and_the_xid_check() {
     let host = GpuHost::new("gpu-lost.toml", 8, 4, "expected_count = 8");
     let agent = host.start();
     agent.wait_check("gpu", "count", WAIT, |s, _| s == "pass");
-    let (_, m) = agent.wait_check("gpu", "count", WAIT, |s, _| s == "fail");
+    let (_, m) = agent.wait_check("gpu", "count", LOST_WAIT, |s, _| s == "fail");
     assert!(m.contains("[3] fell off the bus"), "{m}");
     let (_, m) = agent.wait_check("gpu", "xid", WAIT, |s, _| s == "fail");
     assert!(m.contains("XID 79 on GPU 3"), "{m}");
@@ -400,28 +440,31 @@ fn monotonic_us() -> u64 {
 
 #[test]
 fn xids_the_kernel_logged_before_a_restart_still_fail_and_age_out() {
-    let host = GpuHost::new("hgx-h100.toml", 8, 4, "xid_window = \"10m\"");
+    // A one-minute window, an XID 48 logged 150 s ago (aged out) and an XID
+    // 79 logged 5 s ago (inside it through both starts): a machine up for
+    // less than that waits until it is, so the ageing is always asserted.
+    const OLDEST: u64 = 150;
+    let uptime = Duration::from_micros(monotonic_us());
+    if uptime < Duration::from_secs(OLDEST + 5) {
+        let wait = Duration::from_secs(OLDEST + 5) - uptime;
+        eprintln!("uptime {uptime:?}: waiting {wait:?} so an XID can be logged {OLDEST} s ago");
+        std::thread::sleep(wait);
+    }
+    let host = GpuHost::new("hgx-h100.toml", 8, 4, "xid_window = \"1m\"");
     let now = monotonic_us();
-    let ago = |s: u64| now.saturating_sub(s * 1_000_000);
-    let mut kmsg = format!(
-        "6,100,{},-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  {DRIVER}\n\
+    let ago = |s: u64| now - s * 1_000_000;
+    let kmsg = format!(
+        "4,50,{},-;NVRM: Xid (PCI:0000:ab:00): 48, pid=1, name=x, An uncorrectable double bit error\n\
+         6,100,{},-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  {DRIVER}\n\
          4,101,{},-;NVRM: Xid (PCI:0000:5d:00): 79, pid=2231, name=python3, GPU has fallen off the bus.\n \
          SUBSYSTEM=pci\n \
          DEVICE=+pci:0000:5d:00.0\n\
          4,102,{},-;NVRM: Xid (PCI:0000:2a:00): 13, pid=2231, name=python3, Graphics SM Warp Exception\n",
+        ago(OLDEST),
         ago(120),
-        ago(60),
-        ago(50),
+        ago(5),
+        ago(4),
     );
-    // Older than the window: aged out as a live event would be (only on a
-    // machine up for longer than that).
-    let old = now > 30 * 60 * 1_000_000;
-    if old {
-        kmsg.push_str(&format!(
-            "4,50,{},-;NVRM: Xid (PCI:0000:ab:00): 48, pid=1, name=x, An uncorrectable double bit error\n",
-            ago(20 * 60)
-        ));
-    }
     std::fs::write(host.root().join("dev/kmsg"), &kmsg).expect("kmsg");
     for start in 0..2 {
         let agent = host.start();

@@ -12,11 +12,14 @@ use crate::check::{Check, Status};
 pub const SXM_NVLINKS: u32 = 18;
 
 /// The NVLink links a GPU must have: the config, else 18 on an SXM Hopper.
+/// NVML's names do not always say SXM ("NVIDIA H100 80GB HBM3", but plain
+/// "NVIDIA H200"): a Hopper that is not a PCIe card, an NVL pair or a
+/// Grace Hopper superchip (GH200, NVLink-C2C to its CPU) is the SXM part.
 pub fn expected_links(model: &str, configured: Option<u32>) -> Option<u32> {
     configured.or_else(|| {
         let hopper = model.contains("H100") || model.contains("H200");
-        let sxm = model.contains("HBM3") || model.contains("SXM");
-        (hopper && sxm && !model.contains("PCIe") && !model.contains("NVL")).then_some(SXM_NVLINKS)
+        let other = ["PCIe", "NVL", "GH200"].iter().any(|w| model.contains(w));
+        (hopper && !other).then_some(SXM_NVLINKS)
     })
 }
 
@@ -115,7 +118,7 @@ fn degraded_bandwidth(f: &Fabric) -> bool {
 
 /// The fabric verdict. NVML's per-GPU registration state where the driver
 /// reports it (R525+, HGX); otherwise NVSwitch device nodes and the
-/// fabric manager's process, as before.
+/// fabric manager's service state (systemd), as before.
 pub fn fabric(readings: &[GpuReading], nvswitch: bool, fabric_manager: bool) -> Check {
     let states: Vec<(u32, Fabric)> = readings
         .iter()
@@ -306,6 +309,10 @@ mod tests {
         assert_eq!(expected_links("NVIDIA H100 PCIe", None), None);
         assert_eq!(expected_links("NVIDIA H100 NVL", None), None);
         assert_eq!(expected_links("NVIDIA H100 PCIe", Some(4)), Some(4));
+        // An H200 SXM's NVML name says neither SXM nor HBM3.
+        assert_eq!(expected_links("NVIDIA H200", None), Some(18));
+        assert_eq!(expected_links("NVIDIA H200 NVL", None), None);
+        assert_eq!(expected_links("NVIDIA GH200 480GB", None), None);
     }
 
     #[test]
@@ -353,7 +360,7 @@ mod tests {
         for g in &mut gpus {
             g.fabric = Some(done);
         }
-        // NVML's word wins over a process-name match.
+        // NVML's word wins over the fabric manager's state.
         assert_eq!(fabric(&gpus, true, false).status, Status::Pass);
         gpus[5].fabric = Some(Fabric { state: 2, ..done });
         let c = fabric(&gpus, true, true);

@@ -108,3 +108,38 @@ pub(super) fn process_running(host: &Host, comm: &str) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Where distributions install `libnvidia-ml.so.1` (Amazon Linux and RHEL,
+/// Ubuntu and Debian on x86_64 and on arm64).
+const LIBRARY_DIRS: [&str; 3] = [
+    "/usr/lib64",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+];
+
+/// The driver version of the NVML library installed on disk now: the
+/// target of the `libnvidia-ml.so.1` link (`libnvidia-ml.so.580.65.06`),
+/// found at `gpu.nvml_library` when that is absolute and a link, else in
+/// the distribution's library directories. A package upgrade replaces it while
+/// a running process keeps the old library mapped (and the kernel keeps the
+/// old module), so NVML's own answer does not show the upgrade.
+pub(super) fn installed_library(host: &Host, library: &str) -> Option<String> {
+    let configured = library.starts_with('/').then(|| host.path(library));
+    configured
+        .into_iter()
+        .chain(
+            LIBRARY_DIRS
+                .iter()
+                .map(|d| host.path(d).join("libnvidia-ml.so.1")),
+        )
+        .find_map(|p| {
+            let target = std::fs::read_link(&p).ok()?;
+            let file = target.file_name()?.to_string_lossy().into_owned();
+            let version = file.strip_prefix("libnvidia-ml.so.")?;
+            (version.split('.').count() >= 2
+                && version
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+            .then(|| version.to_owned())
+        })
+}

@@ -202,9 +202,12 @@ impl super::GpuDomain {
         let key = format!("{labels:?}");
         let last = self.reported.insert(key, value).unwrap_or(0);
         let c = family.get_or_create(&labels);
-        // A driver reload resets NVML's counters: count from there.
-        if value > last {
+        // A driver reload resets NVML's counters: the new value is what
+        // happened since the reset, all of it an increase.
+        if value >= last {
             c.inc_by(value - last);
+        } else {
+            c.inc_by(value);
         }
     }
 

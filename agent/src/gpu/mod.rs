@@ -21,6 +21,7 @@ pub use host::kernel_module;
 use crate::check::{Check, Status};
 use crate::config::{Config, GpuConfig};
 use crate::domain::Domain;
+use crate::edge::systemctl::{ServiceManager, UnitState};
 use crate::facts::Facts;
 use crate::host::Host;
 use crate::model::xid;
@@ -31,7 +32,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::metrics::label::LabelValue;
-use host::{device_nodes, expected, process_running};
+use host::{device_nodes, expected, installed_library, process_running};
 use metrics::Metrics;
 
 #[derive(Debug)]
@@ -47,17 +48,21 @@ pub struct GpuDomain {
     /// Last absolute value reported per counter series, to count increases.
     reported: BTreeMap<String, u64>,
     kernel: xids::KernelLog,
+    /// systemd: whether nvidia-fabricmanager runs.
+    services: Box<dyn ServiceManager>,
 }
 
 impl GpuDomain {
     /// `source`: NVML on a real host (built by the program's assembly), a
-    /// scripted source in tests.
+    /// scripted source in tests. `services`: systemd on this host,
+    /// `NotThisHost` under another `--root`.
     pub fn new(
         config: &Config,
         host: Host,
         registry: &mut Registry,
         facts: Facts,
         source: Box<dyn GpuSource>,
+        services: Box<dyn ServiceManager>,
     ) -> Self {
         GpuDomain {
             host,
@@ -70,22 +75,35 @@ impl GpuDomain {
             history: xid::History::default(),
             reported: BTreeMap::new(),
             kernel: xids::KernelLog::default(),
+            services,
         }
     }
 
-    /// Adds the increase of an absolute NVML counter to a Prometheus counter.
+    /// The driver as NVML, the kernel module and the library on disk report
+    /// it. `Err`: NVML does not answer (the run stops at these checks).
     fn driver_check(&mut self, expected: bool, why: &str) -> Result<Check, Vec<Check>> {
+        const RELOAD: &str =
+            "reboot (or unload and reload the nvidia modules) after a driver upgrade";
         let module = std::fs::read_to_string(self.host.path("/proc/driver/nvidia/version"))
             .ok()
             .and_then(|t| kernel_module(&t));
+        let installed = installed_library(&self.host, &self.cfg.nvml_library);
         match self.source.driver() {
             Err(SourceError::NoLibrary(e)) if !expected => Err(vec![Check::not_applicable(DOMAIN, "driver", format!("no NVIDIA GPU expected on this host and none found ({e})"))]),
+            Err(e @ SourceError::DriverMismatch(_)) => Err(vec![Check::new(DOMAIN, "driver", Status::Fail, format!("GPUs are expected ({why}) but {e}"))
+                .with_remedy(RELOAD)]),
             Err(e) => Err(vec![Check::new(DOMAIN, "driver", Status::Fail, format!("GPUs are expected ({why}) but {e}"))
-                .with_remedy("install the NVIDIA driver (550 or newer) and reboot or load the module; nvidia-smi must work")]),
+                .with_remedy(format!("install the NVIDIA driver ({} or newer) and reboot or load the module; nvidia-smi must work", self.cfg.min_driver))]),
             Ok(d) => {
                 let (flavour, mismatch) = match &module {
                     Some((v, f)) => (*f, (*v != d.version).then(|| v.clone())),
                     None => ("unknown", None),
+                };
+                // A live NVML handle keeps answering with the library it
+                // mapped: only the file on disk shows an upgrade.
+                let upgraded = match (&installed, &module) {
+                    (Some(new), Some((old, _))) if new != old => Some((new.clone(), old.clone())),
+                    _ => None,
                 };
                 self.metrics.driver_info.clear();
                 self.metrics
@@ -98,9 +116,12 @@ impl GpuDomain {
                     .set(1);
                 let major: u32 = d.version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
                 let cuda = d.cuda_version.as_deref().map(|c| format!(", CUDA {c}")).unwrap_or_default();
-                Ok(if let Some(kernel) = mismatch {
+                Ok(if let Some((new, old)) = upgraded {
+                    Check::new(DOMAIN, "driver", Status::Fail, format!("driver {new} installed, kernel module {old} still loaded"))
+                        .with_remedy(RELOAD)
+                } else if let Some(kernel) = mismatch {
                     Check::new(DOMAIN, "driver", Status::Fail, format!("NVML library {} and kernel module {kernel} differ", d.version))
-                        .with_remedy("reboot (or unload and reload the nvidia modules) after a driver upgrade")
+                        .with_remedy(RELOAD)
                 } else if major < self.cfg.min_driver {
                     Check::new(DOMAIN, "driver", Status::Fail, format!("driver {} is older than {}", d.version, self.cfg.min_driver))
                         .with_remedy(format!("install NVIDIA driver {} or newer", self.cfg.min_driver))
@@ -111,6 +132,26 @@ impl GpuDomain {
         }
     }
 }
+
+impl GpuDomain {
+    /// Whether nvidia-fabricmanager runs, as systemd says: the agent's unit
+    /// (ProtectProc=invisible) cannot see other processes in /proc. The
+    /// /proc scan is for a `--root` test tree, where systemd is not asked,
+    /// and for a systemd that does not answer.
+    fn fabric_manager_running(&self) -> bool {
+        match self.services.state(FABRIC_MANAGER_UNIT) {
+            Ok(UnitState::NotThisHost) => process_running(&self.host, "nv-fabricmanager"),
+            Ok(state) => state.is_active(),
+            Err(e) => {
+                tracing::debug!("cannot ask systemd about {FABRIC_MANAGER_UNIT}: {e}");
+                process_running(&self.host, "nv-fabricmanager")
+            }
+        }
+    }
+}
+
+/// The fabric manager's unit (NVIDIA's nvidia-fabricmanager package).
+const FABRIC_MANAGER_UNIT: &str = "nvidia-fabricmanager.service";
 
 impl Domain for GpuDomain {
     fn name(&self) -> &'static str {
@@ -140,17 +181,21 @@ impl Domain for GpuDomain {
             self.read_kernel_log();
         }
         let mut out = match self.driver_check(expected, &why) {
-            Ok(c) => vec![c],
+            Ok(c) => {
+                self.kernel.nvml_answered();
+                vec![c]
+            }
             Err(checks) => {
                 // Read the kernel log again once the driver answers.
-                self.kernel.due = true;
+                self.kernel.nvml_stopped();
                 self.metrics.forget_readings();
                 return checks;
             }
         };
 
         // Count: NVML, expectation, device nodes; readings.
-        let count = self.source.count().unwrap_or(0);
+        let counted = self.source.count();
+        let count = counted.as_ref().map_or(0, |n| *n);
         self.metrics.count.set(i64::from(count));
         self.metrics.info.clear();
         let mut lost = Vec::new();
@@ -242,7 +287,7 @@ impl Domain for GpuDomain {
         }
 
         // Fabric: NVML's registration state per GPU; NVSwitch device nodes
-        // and the fabric manager's process where the driver has no such call.
+        // and the fabric manager's systemd state where the driver has no such call.
         let nvswitch = std::fs::read_dir(self.host.path("/dev"))
             .map(|d| {
                 d.filter_map(Result::ok).any(|e| {
@@ -252,11 +297,15 @@ impl Domain for GpuDomain {
                 })
             })
             .unwrap_or(false);
-        let fabric_manager = nvswitch && process_running(&self.host, "nv-fabricmanager");
+        let fabric_manager = nvswitch && self.fabric_manager_running();
         out.push(hgx::fabric(&readings, nvswitch, fabric_manager));
         self.prev = readings.iter().cloned().map(|g| (g.index, g)).collect();
 
-        out.push(self.xid_check(&readings));
+        // Every GPU NVML lists was read (or is lost): a kernel-log XID whose
+        // PCI address is not among them is on a GPU NVML does not list.
+        // Otherwise (a count or read failing for now) it waits.
+        let listed = counted.is_ok() && readings.len() + lost.len() == count as usize;
+        out.push(self.xid_check(&readings, listed));
 
         // The NVIDIA container runtime the NodeConfig makes the default.
         let runtime = self

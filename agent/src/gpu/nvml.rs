@@ -51,13 +51,19 @@ fn map_err(e: NvmlError, index: Option<u32>) -> SourceError {
     }
 }
 
-/// `Ok(None)` for "not supported on this GPU".
+/// `Ok(None)` for "not supported on this GPU" — or by this library: an
+/// older `libnvidia-ml` without the function reaches nvml-wrapper as a
+/// symbol it could not load (`FailedToLoadSymbol`), NVML's own
+/// `FunctionNotFound` where the library has it but the driver does not.
 fn opt<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(NvmlError::NotSupported | NvmlError::InvalidArg | NvmlError::FunctionNotFound) => {
-            Ok(None)
-        }
+        Err(
+            NvmlError::NotSupported
+            | NvmlError::InvalidArg
+            | NvmlError::FunctionNotFound
+            | NvmlError::FailedToLoadSymbol(_),
+        ) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -411,5 +417,23 @@ impl GpuSource for NvmlSource {
             .as_ref()
             .map(|rx| rx.try_iter().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_the_library_lacks_is_not_supported_not_an_error() {
+        // What nvml-wrapper reports for a symbol an older libnvidia-ml
+        // does not export.
+        let missing = NvmlError::FailedToLoadSymbol("nvmlDeviceGetGpuFabricInfoV".into());
+        assert_eq!(opt::<u32>(Err(missing)).ok(), Some(None));
+        assert_eq!(
+            opt::<u32>(Err(NvmlError::FunctionNotFound)).ok(),
+            Some(None)
+        );
+        assert!(opt::<u32>(Err(NvmlError::GpuLost)).is_err());
     }
 }

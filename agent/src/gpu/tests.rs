@@ -1,11 +1,26 @@
 use super::fake::{healthy_h100, FakeSource};
 use super::source::{DriverInfo, XidEvent};
 use super::*;
+use crate::edge::systemctl::{ServiceManager, UnitState};
 
 fn domain(
     source: &FakeSource,
     host: &Host,
     cfg: impl FnOnce(&mut Config),
+) -> (GpuDomain, Registry) {
+    domain_with(
+        source,
+        host,
+        cfg,
+        Box::new(crate::edge::systemctl::NotThisHost),
+    )
+}
+
+fn domain_with(
+    source: &FakeSource,
+    host: &Host,
+    cfg: impl FnOnce(&mut Config),
+    services: Box<dyn ServiceManager>,
 ) -> (GpuDomain, Registry) {
     let mut c = Config::default();
     cfg(&mut c);
@@ -16,8 +31,24 @@ fn domain(
         &mut r,
         Facts::default(),
         Box::new(source.clone()),
+        services,
     );
     (d, r)
+}
+
+/// systemd answering one state for every unit.
+#[derive(Debug)]
+struct Systemd(UnitState);
+
+impl ServiceManager for Systemd {
+    fn restart(&self, _unit: &str) -> Result<(), crate::edge::exec::ExecError> {
+        Ok(())
+    }
+
+    fn state(&self, unit: &str) -> Result<UnitState, crate::edge::exec::ExecError> {
+        assert_eq!(unit, "nvidia-fabricmanager.service");
+        Ok(self.0.clone())
+    }
 }
 
 fn status(checks: &[Check], id: &str) -> Status {
@@ -232,7 +263,7 @@ fn counters_count_increases_only() {
     });
     let (mut d, registry) = domain(&src, &h, |_| {});
     d.run();
-    g.pcie_replays = Some(2); // driver reload reset
+    g.pcie_replays = Some(2); // driver reload reset: 2 since then
     src.set(|s| s.gpus = vec![Ok(g.clone())]);
     d.run();
     g.pcie_replays = Some(4);
@@ -240,7 +271,7 @@ fn counters_count_increases_only() {
     d.run();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-    assert!(text.contains("hybrid_node_gpu_pcie_replays_total{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 7"), "{text}");
+    assert!(text.contains("hybrid_node_gpu_pcie_replays_total{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",model=\"NVIDIA H100 80GB HBM3\"} 9"), "5, then 2 after the reset, then 2 more: {text}");
 }
 
 #[test]
@@ -289,5 +320,191 @@ fn kernel_log_xids_are_mapped_by_pci_address_and_taken_once() {
     assert!(
         text.contains("hybrid_node_gpu_xid_errors_total{gpu=\"1\",xid=\"79\",class=\"fatal\"} 1"),
         "read again after the driver came back, counted once: {text}"
+    );
+}
+
+/// Points `libnvidia-ml.so.1` under the root at the given driver's library.
+fn install_library(h: &Host, version: &str) {
+    let dir = h.path("/usr/lib64");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let link = dir.join("libnvidia-ml.so.1");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("libnvidia-ml.so.{version}"), &link).expect("symlink");
+}
+
+/// A driver package upgraded under the running agent: its NVML handle keeps
+/// answering with the old library (as the real one does), only the link on
+/// disk moves.
+#[test]
+fn a_driver_upgraded_on_disk_fails_while_the_old_module_is_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 1);
+    install_library(&h, "580.65.06");
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0))];
+    });
+    let (mut d, _) = domain(&src, &h, |_| {});
+    assert_eq!(status(&d.run(), "driver"), Status::Pass);
+    install_library(&h, "580.82.07");
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Fail, "{c:?}");
+    assert_eq!(
+        c[0].summary,
+        "driver 580.82.07 installed, kernel module 580.65.06 still loaded"
+    );
+    assert!(
+        c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")),
+        "{c:?}"
+    );
+    // The configured absolute library path is looked at first.
+    let (mut d, _) = domain(&src, &h, |c| {
+        c.gpu.nvml_library = "/opt/nvidia/libnvidia-ml.so.1".into()
+    });
+    std::fs::create_dir_all(h.path("/opt/nvidia")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "libnvidia-ml.so.580.65.06",
+        h.path("/opt/nvidia/libnvidia-ml.so.1"),
+    )
+    .expect("symlink");
+    assert_eq!(status(&d.run(), "driver"), Status::Pass);
+}
+
+#[test]
+fn remedies_name_the_configured_minimum_and_a_reload_for_a_mismatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 1);
+    let src = FakeSource::default();
+    let (mut d, _) = domain(&src, &h, |c| {
+        c.gpu.expected_count = Some(1);
+        c.gpu.min_driver = 570;
+    });
+    let c = d.run();
+    assert!(
+        c[0].remedy
+            .as_deref()
+            .is_some_and(|r| r.contains("570 or newer")),
+        "{c:?}"
+    );
+    src.set(|s| {
+        s.driver = Some(Err(SourceError::DriverMismatch(
+            "NVML reports LibRmVersionMismatch".into(),
+        )))
+    });
+    let c = d.run();
+    assert_eq!(status(&c, "driver"), Status::Fail);
+    assert!(
+        c[0].remedy.as_deref().is_some_and(|r| r.contains("reboot")),
+        "{c:?}"
+    );
+}
+
+/// The agent's unit hides other processes (ProtectProc=invisible): on the
+/// host itself systemd says whether the fabric manager runs.
+#[test]
+fn the_fabric_manager_is_asked_of_systemd_on_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 1);
+    std::fs::write(h.path("/dev/nvidia-nvswitch0"), "").expect("node");
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0))]; // no fabric state from NVML
+    });
+    let running = UnitState::Loaded {
+        active: "active".into(),
+        sub: "running".into(),
+    };
+    let (mut d, _) = domain_with(&src, &h, |_| {}, Box::new(Systemd(running)));
+    assert_eq!(status(&d.run(), "fabric"), Status::Pass);
+    let (mut d, _) = domain_with(&src, &h, |_| {}, Box::new(Systemd(UnitState::NotFound)));
+    assert_eq!(status(&d.run(), "fabric"), Status::Fail);
+    // Under a test root: the process in the tree's /proc.
+    let (mut d, _) = domain(&src, &h, |_| {});
+    assert_eq!(status(&d.run(), "fabric"), Status::Fail);
+    std::fs::create_dir_all(h.path("/proc/4242")).expect("mkdir");
+    std::fs::write(h.path("/proc/4242/comm"), "nv-fabricmanager\n").expect("comm");
+    assert_eq!(status(&d.run(), "fabric"), Status::Pass);
+}
+
+/// XIDs NVML delivered live are in the kernel log too: reading the log again
+/// after NVML comes back must not count them twice.
+#[test]
+fn xids_delivered_live_are_not_counted_again_from_the_kernel_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    std::fs::write(h.path("/dev/kmsg"), "").expect("kmsg");
+    let src = FakeSource::default();
+    let healthy = |s: &mut super::fake::Script| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))];
+    };
+    src.set(healthy);
+    let (mut d, registry) = domain(&src, &h, |_| {});
+    d.run();
+    // XID 79 on GPU 1: delivered live, and logged by the kernel.
+    let at = kernel_log::since_boot()
+        .as_micros()
+        .saturating_sub(1_000_000);
+    std::fs::write(
+        h.path("/dev/kmsg"),
+        format!("4,7,{at},-;NVRM: Xid (PCI:0000:19:00): 79, pid=1, name=x, GPU has fallen off the bus.\n"),
+    )
+    .expect("kmsg");
+    src.set(|s| s.xids = vec![XidEvent { gpu: 1, xid: 79 }]);
+    d.run();
+    // NVML stops answering, then comes back: the log is read again.
+    src.set(|s| s.driver = Some(Err(SourceError::Other("Unknown Error".into()))));
+    d.run();
+    src.set(healthy);
+    let c = d.run();
+    let xid = c.iter().find(|c| c.id == "xid").expect("xid");
+    assert!(xid.summary.contains("(1 events)"), "{xid:?}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.contains("hybrid_node_gpu_xid_errors_total{gpu=\"1\",xid=\"79\",class=\"fatal\"} 1"),
+        "{text}"
+    );
+}
+
+/// A kernel-log XID waits while NVML's GPU list is not known (a read
+/// failing for now) rather than being marked unlisted for good; one on a
+/// GPU NVML does not list names its PCI address.
+#[test]
+fn kernel_log_xids_wait_for_the_gpu_list_and_unlisted_ones_name_their_pci_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = h100_host(dir.path(), 2);
+    let at = kernel_log::since_boot()
+        .as_micros()
+        .saturating_sub(10_000_000);
+    std::fs::write(
+        h.path("/dev/kmsg"),
+        format!(
+            "4,7,{at},-;NVRM: Xid (PCI:0000:19:00): 79, pid=1, name=x, GPU has fallen off the bus.\n\
+             4,8,{at},-;NVRM: Xid (PCI:0000:aa:00): 48, pid=1, name=x, An uncorrectable double bit error\n"
+        ),
+    )
+    .expect("kmsg");
+    let src = FakeSource::default();
+    src.set(|s| {
+        s.driver = driver("580.65.06");
+        s.gpus = vec![
+            Err(SourceError::Other("Unknown Error".into())),
+            Err(SourceError::Other("Unknown Error".into())),
+        ];
+    });
+    let (mut d, _) = domain(&src, &h, |_| {});
+    assert_eq!(status(&d.run(), "xid"), Status::Pass, "nothing mapped yet");
+    src.set(|s| s.gpus = vec![Ok(healthy_h100(0)), Ok(healthy_h100(1))]);
+    let c = d.run();
+    let xid = c.iter().find(|c| c.id == "xid").expect("xid");
+    assert_eq!(xid.status, Status::Fail);
+    assert!(xid.summary.contains("XID 79 on GPU 1"), "{xid:?}");
+    assert!(
+        xid.summary
+            .contains("XID 48 on PCI 0000:aa:00, a GPU NVML does not list"),
+        "{xid:?}"
     );
 }

@@ -20,6 +20,26 @@ pub(super) struct KernelLog {
     /// Taken but not yet mapped to a GPU (NVML not answering yet).
     pending: Vec<LoggedXid>,
     error: Option<String>,
+    /// NVML answered: XIDs reach the agent live through its event set.
+    live: bool,
+}
+
+impl KernelLog {
+    /// NVML answered this run.
+    pub(super) fn nvml_answered(&mut self) {
+        self.live = true;
+    }
+
+    /// NVML stopped answering: read the kernel log again once it is back,
+    /// from now on — what it logged while NVML was live was delivered live
+    /// and must not be counted twice.
+    pub(super) fn nvml_stopped(&mut self) {
+        if std::mem::take(&mut self.live) {
+            let now = kernel_log::since_boot();
+            self.newest = Some(self.newest.map_or(now, |n| n.max(now)));
+        }
+        self.due = true;
+    }
 }
 
 impl Default for KernelLog {
@@ -29,6 +49,7 @@ impl Default for KernelLog {
             newest: None,
             pending: Vec::new(),
             error: None,
+            live: false,
         }
     }
 }
@@ -72,7 +93,8 @@ impl GpuDomain {
         }
     }
 
-    fn record(&mut self, gpu: u32, xid: u64, at: Instant) {
+    /// `pci`: the address of a GPU NVML does not list (`gpu` is UNLISTED).
+    fn record(&mut self, gpu: u32, pci: Option<(u32, u32, u32)>, xid: u64, at: Instant) {
         let class = xid::classify(xid, &self.cfg.xid_fatal, &self.cfg.xid_ignore);
         let label = if gpu == UNLISTED {
             "unlisted".to_owned()
@@ -90,16 +112,28 @@ impl GpuDomain {
         self.history.record(xid::Seen {
             at,
             gpu,
+            pci,
             xid,
             class,
         });
     }
 
-    pub(super) fn xid_check(&mut self, readings: &[GpuReading]) -> Check {
+    /// `listed`: `readings` are every GPU NVML lists, so a kernel-log XID
+    /// of another PCI address can be told unlisted; otherwise it waits.
+    pub(super) fn xid_check(&mut self, readings: &[GpuReading], listed: bool) -> Check {
         let now = Instant::now();
         // Kernel-log XIDs: mapped by PCI address, aged from when they were logged.
         let boot_now = kernel_log::since_boot();
-        for x in std::mem::take(&mut self.kernel.pending) {
+        let pending = std::mem::take(&mut self.kernel.pending);
+        let (mapped, waiting): (Vec<LoggedXid>, Vec<LoggedXid>) =
+            pending.into_iter().partition(|x| {
+                listed
+                    || readings
+                        .iter()
+                        .any(|g| kernel_log::pci_address(&g.pci_bus_id) == Some(x.pci))
+            });
+        self.kernel.pending = waiting;
+        for x in mapped {
             let gpu = readings
                 .iter()
                 .find(|g| kernel_log::pci_address(&g.pci_bus_id) == Some(x.pci))
@@ -115,7 +149,8 @@ impl GpuDomain {
                 );
             }
             if let Some(at) = now.checked_sub(boot_now.saturating_sub(x.at)) {
-                self.record(gpu, x.xid, at);
+                let pci = (gpu == UNLISTED).then_some(x.pci);
+                self.record(gpu, pci, x.xid, at);
             }
         }
         let mut new: Vec<String> = Vec::new();
@@ -130,7 +165,7 @@ impl GpuDomain {
                     new.push(s);
                 }
             }
-            self.record(e.gpu, e.xid, now);
+            self.record(e.gpu, None, e.xid, now);
         }
         // One line per run, however many events a storm brought.
         if count > 0 {
@@ -142,9 +177,13 @@ impl GpuDomain {
             current
                 .iter()
                 .filter(|s| s.class == c)
-                .map(|s| match s.gpu {
-                    UNLISTED => format!("XID {} on a GPU NVML does not list", s.xid),
-                    g => format!("XID {} on GPU {g}", s.xid),
+                .map(|s| match (s.gpu, s.pci) {
+                    (UNLISTED, Some((d, b, dev))) => format!(
+                        "XID {} on PCI {d:04x}:{b:02x}:{dev:02x}, a GPU NVML does not list",
+                        s.xid
+                    ),
+                    (UNLISTED, None) => format!("XID {} on a GPU NVML does not list", s.xid),
+                    (g, _) => format!("XID {} on GPU {g}", s.xid),
                 })
                 .collect()
         };

@@ -46,6 +46,9 @@ pub fn classify(xid: u64, fatal: &[u64], ignore: &[u64]) -> Class {
 pub struct Seen {
     pub at: Instant,
     pub gpu: u32,
+    /// PCI (domain, bus, device) of a GPU the driver does not list, where
+    /// the event came from the kernel log.
+    pub pci: Option<(u32, u32, u32)>,
     pub xid: u64,
     pub class: Class,
 }
@@ -65,7 +68,14 @@ impl History {
             return;
         }
         if self.events.len() == MAX_KEPT {
-            self.events.pop_front();
+            // The oldest non-fatal event goes first: a storm of warn-class
+            // XIDs must not evict the fatal one that fails the check.
+            let oldest = self
+                .events
+                .iter()
+                .position(|e| e.class != Class::Fatal)
+                .unwrap_or(0);
+            self.events.remove(oldest);
         }
         self.events.push_back(s);
     }
@@ -106,12 +116,14 @@ mod tests {
         h.record(Seen {
             at: t0,
             gpu: 0,
+            pci: None,
             xid: 79,
             class: Class::Fatal,
         });
         h.record(Seen {
             at: t0,
             gpu: 0,
+            pci: None,
             xid: 13,
             class: Class::Ignored,
         });
@@ -131,6 +143,7 @@ mod tests {
             h.record(Seen {
                 at: t0 - Duration::from_secs(ago),
                 gpu: 0,
+                pci: None,
                 xid,
                 class: Class::Fatal,
             });
@@ -147,10 +160,31 @@ mod tests {
             h.record(Seen {
                 at: t0,
                 gpu: 1,
+                pci: None,
                 xid: 92,
                 class: Class::Warn,
             });
         }
         assert_eq!(h.current(t0, Duration::from_secs(60)).len(), MAX_KEPT);
+    }
+
+    #[test]
+    fn a_storm_of_warnings_does_not_evict_a_fatal_xid() {
+        let t0 = Instant::now();
+        let mut h = History::default();
+        let seen = |xid, class| Seen {
+            at: t0,
+            gpu: 0,
+            pci: None,
+            xid,
+            class,
+        };
+        h.record(seen(79, Class::Fatal));
+        for _ in 0..2000 {
+            h.record(seen(92, Class::Warn));
+        }
+        let left = h.current(t0, Duration::from_secs(60));
+        assert_eq!(left.len(), MAX_KEPT);
+        assert!(left.iter().any(|s| s.xid == 79), "the fatal XID stays");
     }
 }

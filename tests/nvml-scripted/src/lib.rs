@@ -6,8 +6,9 @@
 //!
 //! `nvml-wrapper-sys` resolves every symbol lazily into a
 //! `Result<fn, libloading::Error>` field, so a function this library does not
-//! export reaches the agent as `FunctionNotFound` — as it would from an
-//! older driver. Handles are small integers cast to pointers: device
+//! export reaches the agent as `NvmlError::FailedToLoadSymbol` (not
+//! `FunctionNotFound`, which is NVML's own return code) — as it would from
+//! an older driver. Handles are small integers cast to pointers: device
 //! `index + 1`, event set `slot + 1`; nothing here is dereferenced but the
 //! caller's out-pointers.
 
@@ -40,6 +41,9 @@ struct State {
     sets: Vec<Option<Vec<u32>>>,
     /// XID events already delivered, by position in the expanded list.
     delivered: Vec<bool>,
+    /// The scenario of the last successful init: what a live handle keeps
+    /// answering with after the scenario's driver stops initialising.
+    loaded: Option<Scenario>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -49,6 +53,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     started: None,
     sets: Vec::new(),
     delivered: Vec::new(),
+    loaded: None,
 });
 
 fn state() -> MutexGuard<'static, State> {
@@ -89,20 +94,32 @@ impl State {
     }
 
     /// The scenario if the library may be used now: initialised, and the
-    /// scenario's driver state answering.
+    /// scenario's driver state answering. As real NVML does, a handle
+    /// initialised before the driver was upgraded (or its init started
+    /// failing) keeps answering: the process has the old library mapped and
+    /// the old kernel module still loaded; only a new `nvmlInit_v2` sees
+    /// the scenario's `init` error.
     fn ready(&self) -> Result<&Scenario, Code> {
         use nvml_wrapper_sys::bindings::*;
-        let s = self
+        let current = self
             .scenario
             .as_ref()
-            .map_err(|_| nvmlReturn_enum_NVML_ERROR_UNKNOWN)?;
-        if s.init != nvmlReturn_enum_NVML_SUCCESS {
-            return Err(s.init);
-        }
+            .map_err(|_| nvmlReturn_enum_NVML_ERROR_UNKNOWN);
         if self.inits == 0 {
-            return Err(nvmlReturn_enum_NVML_ERROR_UNINITIALIZED);
+            let s = current?;
+            return Err(if s.init == nvmlReturn_enum_NVML_SUCCESS {
+                nvmlReturn_enum_NVML_ERROR_UNINITIALIZED
+            } else {
+                s.init
+            });
         }
-        Ok(s)
+        match current {
+            Ok(s) if s.init == nvmlReturn_enum_NVML_SUCCESS => Ok(s),
+            _ => self
+                .loaded
+                .as_ref()
+                .ok_or(nvmlReturn_enum_NVML_ERROR_UNKNOWN),
+        }
     }
 
     /// The GPU behind a handle, unless it is lost or `function` is forced

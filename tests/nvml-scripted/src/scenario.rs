@@ -25,6 +25,7 @@ pub fn code(name: &str) -> Option<Code> {
         "GPU_IS_LOST" => nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST,
         "RESET_REQUIRED" => nvmlReturn_enum_NVML_ERROR_RESET_REQUIRED,
         "LIB_RM_VERSION_MISMATCH" => nvmlReturn_enum_NVML_ERROR_LIB_RM_VERSION_MISMATCH,
+        "ARGUMENT_VERSION_MISMATCH" => nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
         "UNKNOWN" => nvmlReturn_enum_NVML_ERROR_UNKNOWN,
         _ => return None,
     })
@@ -58,8 +59,10 @@ fn success() -> Code {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// What `nvmlInit_v2` returns; when not SUCCESS every later call
-    /// returns it too (a driver unloaded or upgraded under a running agent).
+    /// What `nvmlInit_v2` returns; when not SUCCESS, calls on a handle
+    /// initialised earlier keep answering from the scenario it was
+    /// initialised under (a driver upgraded under a running agent: the old
+    /// library stays mapped), and a new process gets this error.
     #[serde(default = "success", deserialize_with = "de_code")]
     pub init: Code,
     #[serde(default = "driver_version")]
@@ -67,6 +70,11 @@ pub struct Scenario {
     /// CUDA driver version as NVML encodes it (13000 = 13.0).
     #[serde(default = "cuda_version")]
     pub cuda_version: i32,
+    /// The newest `nvmlGpuFabricInfo` struct version the driver knows
+    /// (3 on R570+, 2 on R550/R560); newer requests get
+    /// ARGUMENT_VERSION_MISMATCH.
+    #[serde(default = "fabric_max_version")]
+    pub fabric_max_version: u32,
     #[serde(default)]
     pub gpu: Vec<Gpu>,
     #[serde(default)]
@@ -78,6 +86,9 @@ fn driver_version() -> String {
 }
 fn cuda_version() -> i32 {
     13000
+}
+fn fabric_max_version() -> u32 {
+    3
 }
 
 /// One GPU. A reading left out is NOT_SUPPORTED on this GPU.
@@ -210,7 +221,7 @@ mod tests {
             .all(|g| g.nvlinks == Some(18) && g.fabric_state == Some(3)));
         assert_eq!(hgx.gpu[3].pci_bus_id, "00000000:5D:00.0");
         let lost = load(&fixture("gpu-lost.toml")).expect("lost");
-        assert_eq!(lost.gpu[3].lost_after_s, Some(4.0));
+        assert_eq!(lost.gpu[3].lost_after_s, Some(10.0));
         assert_eq!(lost.gpu[2].lost_after_s, None);
         let none = load(&fixture("no-driver.toml")).expect("none");
         assert_eq!(none.init, code("DRIVER_NOT_LOADED").expect("code"));

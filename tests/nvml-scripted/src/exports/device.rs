@@ -1,198 +1,7 @@
-//! The exported NVML functions. Each checks the library state (initialised,
-//! driver answering, GPU not lost, no forced failure), then writes through
-//! the caller's out-pointers.
+//! Per-GPU calls: count and handles, identity, ECC, field values,
+//! retired pages, NVLink, fabric, MIG, temperatures and power.
 
-// NVML's own constant names, matched in patterns.
-#![allow(non_upper_case_globals)]
-use crate::scenario::{Code, Gpu};
-use crate::state;
-use nvml_wrapper_sys::bindings::*;
-use std::ffi::{c_char, c_int, c_uint, c_ulonglong};
-use std::time::{Duration, Instant};
-
-const SUCCESS: Code = nvmlReturn_enum_NVML_SUCCESS;
-const NOT_SUPPORTED: Code = nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED;
-const INVALID: Code = nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT;
-
-fn handle(index: u32) -> nvmlDevice_t {
-    std::ptr::without_provenance_mut(index as usize + 1)
-}
-
-fn index(device: nvmlDevice_t) -> Option<u32> {
-    (device.addr() as u32).checked_sub(1)
-}
-
-fn supported<T>(v: Option<T>) -> Result<T, Code> {
-    v.ok_or(NOT_SUPPORTED)
-}
-
-/// Writes `v` to `out`.
-///
-/// # Safety
-/// `out` is null or valid for a write of `T` (the NVML contract).
-unsafe fn put<T>(out: *mut T, v: T) -> Code {
-    if out.is_null() {
-        return INVALID;
-    }
-    // SAFETY: non-null, and the caller passes a valid `T` out-parameter.
-    unsafe { out.write(v) };
-    SUCCESS
-}
-
-/// Copies `s` NUL-terminated into the caller's buffer of `len` bytes.
-///
-/// # Safety
-/// `buf` is null or valid for `len` bytes.
-unsafe fn put_str(buf: *mut c_char, len: c_uint, s: &str) -> Code {
-    if buf.is_null() {
-        return INVALID;
-    }
-    if (len as usize) < s.len() + 1 {
-        return nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE;
-    }
-    // SAFETY: `buf` holds `len` ≥ s.len() + 1 bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(s.as_ptr().cast::<c_char>(), buf, s.len());
-        buf.add(s.len()).write(0);
-    }
-    SUCCESS
-}
-
-fn done<T>(r: Result<T, Code>, write: impl FnOnce(T) -> Code) -> Code {
-    match r {
-        Ok(v) => write(v),
-        Err(c) => c,
-    }
-}
-
-/// `fn name(device, *mut T)`: one reading of one GPU.
-macro_rules! device_value {
-    ($name:ident, $t:ty, |$g:ident| $body:expr) => {
-        /// # Safety
-        /// NVML's contract: `out` valid for a write.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(device: nvmlDevice_t, out: *mut $t) -> nvmlReturn_t {
-            let s = state();
-            let r = s
-                .gpu(index(device), stringify!($name))
-                .and_then(|$g: &Gpu| $body);
-            // SAFETY: forwarded from the caller.
-            done(r, |v| unsafe { put(out, v) })
-        }
-    };
-}
-
-/// `fn name(device, *mut c_char, len)`: a string of one GPU.
-macro_rules! device_string {
-    ($name:ident, |$g:ident| $body:expr) => {
-        /// # Safety
-        /// NVML's contract: `buf` valid for `len` bytes.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(
-            device: nvmlDevice_t,
-            buf: *mut c_char,
-            len: c_uint,
-        ) -> nvmlReturn_t {
-            let s = state();
-            let r = s
-                .gpu(index(device), stringify!($name))
-                .and_then(|$g: &Gpu| $body);
-            // SAFETY: forwarded from the caller.
-            done(r, |v: String| unsafe { put_str(buf, len, &v) })
-        }
-    };
-}
-
-fn init() -> Code {
-    let mut s = state();
-    let code = match &s.scenario {
-        Err(_) => nvmlReturn_enum_NVML_ERROR_UNKNOWN,
-        Ok(sc) => sc.init,
-    };
-    if code == SUCCESS {
-        s.inits += 1;
-        s.started.get_or_insert_with(Instant::now);
-    }
-    code
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlInit_v2() -> nvmlReturn_t {
-    init()
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlInitWithFlags(_flags: c_uint) -> nvmlReturn_t {
-    init()
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlShutdown() -> nvmlReturn_t {
-    let mut s = state();
-    if s.inits == 0 {
-        return nvmlReturn_enum_NVML_ERROR_UNINITIALIZED;
-    }
-    s.inits -= 1;
-    SUCCESS
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlErrorString(result: nvmlReturn_t) -> *const c_char {
-    let s: &'static std::ffi::CStr = match result {
-        nvmlReturn_enum_NVML_SUCCESS => c"Success",
-        nvmlReturn_enum_NVML_ERROR_UNINITIALIZED => c"Uninitialized",
-        nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT => c"Invalid Argument",
-        nvmlReturn_enum_NVML_ERROR_NOT_SUPPORTED => c"Not Supported",
-        nvmlReturn_enum_NVML_ERROR_DRIVER_NOT_LOADED => c"Driver Not Loaded",
-        nvmlReturn_enum_NVML_ERROR_TIMEOUT => c"Timeout",
-        nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST => c"GPU is lost",
-        nvmlReturn_enum_NVML_ERROR_LIB_RM_VERSION_MISMATCH => {
-            c"RM has detected an NVML/RM version mismatch."
-        }
-        _ => c"Unknown Error",
-    };
-    s.as_ptr()
-}
-
-/// # Safety
-/// NVML's contract: `buf` valid for `len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetDriverVersion(buf: *mut c_char, len: c_uint) -> nvmlReturn_t {
-    let s = state();
-    let r = s.ready().map(|sc| sc.driver_version.clone());
-    // SAFETY: forwarded from the caller.
-    done(r, |v| unsafe { put_str(buf, len, &v) })
-}
-
-/// # Safety
-/// NVML's contract: `buf` valid for `len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetNVMLVersion(buf: *mut c_char, len: c_uint) -> nvmlReturn_t {
-    let s = state();
-    let r = s
-        .ready()
-        .map(|sc| format!("{}.{}", sc.cuda_version / 1000, sc.driver_version));
-    // SAFETY: forwarded from the caller.
-    done(r, |v| unsafe { put_str(buf, len, &v) })
-}
-
-/// # Safety
-/// NVML's contract: `out` valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion_v2(out: *mut c_int) -> nvmlReturn_t {
-    let s = state();
-    let r = s.ready().map(|sc| sc.cuda_version);
-    // SAFETY: forwarded from the caller.
-    done(r, |v| unsafe { put(out, v) })
-}
-
-/// # Safety
-/// NVML's contract: `out` valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion(out: *mut c_int) -> nvmlReturn_t {
-    // SAFETY: same contract.
-    unsafe { nvmlSystemGetCudaDriverVersion_v2(out) }
-}
+use super::*;
 
 /// # Safety
 /// NVML's contract: `out` valid for a write.
@@ -558,23 +367,53 @@ device_value!(nvmlDeviceGetGpuFabricInfo, nvmlGpuFabricInfo_t, |g| {
     })
 });
 
+/// `NVML_STRUCT_VERSION(GpuFabricInfo, n)` for the versions nvml.h has.
+const FABRIC_V2: c_uint = std::mem::size_of::<nvmlGpuFabricInfo_v2_t>() as c_uint | (2 << 24);
+const FABRIC_V3: c_uint = std::mem::size_of::<nvmlGpuFabricInfo_v3_t>() as c_uint | (3 << 24);
+
 /// # Safety
-/// NVML's contract: `out` valid, `out.version` set.
+/// NVML's contract: `out` valid for the struct its `version` names.
+///
+/// As NVML does: a version the driver does not know (newer than the
+/// scenario's `fabric_max_version`, or not a real one) is
+/// ARGUMENT_VERSION_MISMATCH, and only that version's struct is written.
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
     device: nvmlDevice_t,
     out: *mut nvmlGpuFabricInfoV_t,
 ) -> nvmlReturn_t {
     let s = state();
+    let max = s.ready().map(|sc| sc.fabric_max_version).unwrap_or(3);
     let r = s
         .gpu(index(device), "nvmlDeviceGetGpuFabricInfoV")
         .and_then(|g| supported(g.fabric_state.map(|st| (st, g))));
     if out.is_null() {
         return INVALID;
     }
-    // SAFETY: non-null, the caller's struct.
+    // SAFETY: non-null, the caller's struct (the version field is first in
+    // every version).
     let version = unsafe { (*out).version };
+    let known = match version {
+        FABRIC_V2 => 2,
+        FABRIC_V3 => 3,
+        _ => return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH,
+    };
+    if r.is_ok() && known > max {
+        return nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    }
     done(r, |(st, g)| {
+        if known == 2 {
+            let v = nvmlGpuFabricInfo_v2_t {
+                version,
+                clusterUuid: [0; 16],
+                status: g.fabric_status,
+                cliqueId: 0,
+                state: st,
+                healthMask: g.fabric_health_mask,
+            };
+            // SAFETY: non-null, the caller's struct, of version 2.
+            return unsafe { put(out.cast::<nvmlGpuFabricInfo_v2_t>(), v) };
+        }
         let v = nvmlGpuFabricInfo_v3_t {
             version,
             clusterUuid: [0; 16],
@@ -584,7 +423,7 @@ pub unsafe extern "C" fn nvmlDeviceGetGpuFabricInfoV(
             healthMask: g.fabric_health_mask,
             healthSummary: 0,
         };
-        // SAFETY: non-null, the caller's struct.
+        // SAFETY: non-null, the caller's struct, of version 3.
         unsafe { put(out, v) }
     })
 }
@@ -653,159 +492,4 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperatureThreshold(
         });
     // SAFETY: forwarded from the caller.
     done(r, |v| unsafe { put(out, v) })
-}
-
-/// # Safety
-/// NVML's contract: `out` valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlEventSetCreate(out: *mut nvmlEventSet_t) -> nvmlReturn_t {
-    let mut s = state();
-    if let Err(c) = s.ready() {
-        return c;
-    }
-    s.sets.push(Some(Vec::new()));
-    let slot = s.sets.len();
-    // SAFETY: forwarded from the caller.
-    unsafe { put(out, std::ptr::without_provenance_mut(slot)) }
-}
-
-fn set_slot(set: nvmlEventSet_t) -> Option<usize> {
-    set.addr().checked_sub(1)
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlDeviceRegisterEvents(
-    device: nvmlDevice_t,
-    types: c_ulonglong,
-    set: nvmlEventSet_t,
-) -> nvmlReturn_t {
-    let mut s = state();
-    let i = match s.gpu(index(device), "nvmlDeviceRegisterEvents") {
-        Ok(_) => index(device).unwrap_or(0),
-        Err(c) => return c,
-    };
-    if types & !c_ulonglong::from(nvmlEventTypeXidCriticalError) != 0 {
-        return NOT_SUPPORTED;
-    }
-    match set_slot(set)
-        .and_then(|k| s.sets.get_mut(k))
-        .and_then(Option::as_mut)
-    {
-        Some(gpus) => {
-            gpus.push(i);
-            SUCCESS
-        }
-        None => INVALID,
-    }
-}
-
-#[no_mangle]
-pub extern "C" fn nvmlEventSetFree(set: nvmlEventSet_t) -> nvmlReturn_t {
-    let mut s = state();
-    match set_slot(set).and_then(|k| s.sets.get_mut(k)) {
-        Some(slot @ Some(_)) => {
-            *slot = None;
-            SUCCESS
-        }
-        _ => INVALID,
-    }
-}
-
-/// # Safety
-/// NVML's contract: `data` valid for a write.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlEventSetWait_v2(
-    set: nvmlEventSet_t,
-    data: *mut nvmlEventData_t,
-    timeout_ms: c_uint,
-) -> nvmlReturn_t {
-    let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-    loop {
-        {
-            let mut s = state();
-            if let Err(c) = s.ready() {
-                return c;
-            }
-            let Some(gpus) = set_slot(set).and_then(|k| s.sets.get(k)).cloned().flatten() else {
-                return INVALID;
-            };
-            let elapsed = s.elapsed();
-            let xids = s.xids();
-            s.delivered.resize(xids.len(), false);
-            let next = xids.iter().enumerate().find(|(k, (gpu, _, due))| {
-                !s.delivered[*k] && gpus.contains(gpu) && *due <= elapsed
-            });
-            if let Some((k, &(gpu, xid, _))) = next {
-                s.delivered[k] = true;
-                let event = nvmlEventData_t {
-                    device: handle(gpu),
-                    eventType: c_ulonglong::from(nvmlEventTypeXidCriticalError),
-                    eventData: xid,
-                    gpuInstanceId: 0xFFFF_FFFF,
-                    computeInstanceId: 0xFFFF_FFFF,
-                };
-                // SAFETY: forwarded from the caller.
-                return unsafe { put(data, event) };
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return nvmlReturn_enum_NVML_ERROR_TIMEOUT;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
-    }
-}
-
-/// Compile-time ABI check: every export coerces to the function-pointer
-/// type of its field in `nvml-wrapper-sys`'s `NvmlLib`, the type the
-/// agent calls it through.
-#[allow(dead_code)]
-fn abi(l: &NvmlLib) {
-    fn same<T, E>(_: &Result<T, E>, _: T) {}
-    macro_rules! check { ($($f:ident),* $(,)?) => { $( same(&l.$f, $f); )* } }
-    check!(
-        nvmlInit_v2,
-        nvmlInitWithFlags,
-        nvmlShutdown,
-        nvmlErrorString,
-        nvmlSystemGetDriverVersion,
-        nvmlSystemGetNVMLVersion,
-        nvmlSystemGetCudaDriverVersion,
-        nvmlSystemGetCudaDriverVersion_v2,
-        nvmlDeviceGetCount_v2,
-        nvmlDeviceGetHandleByIndex_v2,
-        nvmlDeviceGetIndex,
-        nvmlDeviceGetName,
-        nvmlDeviceGetUUID,
-        nvmlDeviceGetSerial,
-        nvmlDeviceGetVbiosVersion,
-        nvmlDeviceGetPciInfo_v3,
-        nvmlDeviceGetEccMode,
-        nvmlDeviceGetTotalEccErrors,
-        nvmlDeviceGetFieldValues,
-        nvmlDeviceGetRetiredPages,
-        nvmlDeviceGetRetiredPages_v2,
-        nvmlDeviceGetNvLinkState,
-        nvmlDeviceGetNvLinkErrorCounter,
-        nvmlDeviceGetCurrPcieLinkGeneration,
-        nvmlDeviceGetMaxPcieLinkGeneration,
-        nvmlDeviceGetCurrPcieLinkWidth,
-        nvmlDeviceGetMaxPcieLinkWidth,
-        nvmlDeviceGetPcieReplayCounter,
-        nvmlDeviceGetPersistenceMode,
-        nvmlDeviceGetMigMode,
-        nvmlDeviceGetCurrentClocksThrottleReasons,
-        nvmlDeviceGetCurrentClocksEventReasons,
-        nvmlDeviceGetTemperature,
-        nvmlDeviceGetTemperatureThreshold,
-        nvmlDeviceGetPowerUsage,
-        nvmlDeviceGetEnforcedPowerLimit,
-        nvmlDeviceGetGpuFabricInfo,
-        nvmlDeviceGetGpuFabricInfoV,
-        nvmlEventSetCreate,
-        nvmlDeviceRegisterEvents,
-        nvmlDeviceGetSupportedEventTypes,
-        nvmlEventSetWait_v2,
-        nvmlEventSetFree,
-    );
 }
