@@ -118,29 +118,34 @@ fn degraded_bandwidth(f: &Fabric) -> bool {
 
 /// The fabric verdict. NVML's per-GPU registration state where the driver
 /// reports it (R525+, HGX); otherwise NVSwitch device nodes and the
-/// fabric manager's service state (systemd), as before.
-pub fn fabric(readings: &[GpuReading], nvswitch: bool, fabric_manager: bool) -> Check {
+/// fabric manager's service state (systemd; `None`: systemd did not say).
+pub fn fabric(readings: &[GpuReading], nvswitch: bool, fabric_manager: Option<bool>) -> Check {
     let states: Vec<(u32, Fabric)> = readings
         .iter()
         .filter_map(|g| g.fabric.map(|f| (g.index, f)))
         .collect();
     if states.is_empty() {
-        return if !nvswitch {
-            Check::not_applicable(DOMAIN, "fabric", "no NVSwitch on this host")
-        } else if fabric_manager {
-            Check::pass(
+        return match (nvswitch, fabric_manager) {
+            (false, _) => Check::not_applicable(DOMAIN, "fabric", "no NVSwitch on this host"),
+            (true, Some(true)) => Check::pass(
                 DOMAIN,
                 "fabric",
                 "NVSwitch present and nvidia-fabricmanager running",
-            )
-        } else {
-            Check::new(
+            ),
+            (true, Some(false)) => Check::new(
                 DOMAIN,
                 "fabric",
                 Status::Fail,
                 "NVSwitch present but nvidia-fabricmanager is not running: CUDA fails on every GPU",
             )
-            .with_remedy("systemctl enable --now nvidia-fabricmanager (same version as the driver)")
+            .with_remedy("systemctl enable --now nvidia-fabricmanager (same version as the driver)"),
+            (true, None) => Check::new(
+                DOMAIN,
+                "fabric",
+                Status::Unknown,
+                "NVSwitch present, and neither NVML nor systemd says whether the fabric manager runs",
+            )
+            .with_remedy("systemctl status nvidia-fabricmanager; see the agent's log for why systemd did not answer"),
         };
     }
     let list = |f: &dyn Fn(&Fabric) -> bool| -> Vec<String> {
@@ -361,26 +366,31 @@ mod tests {
             g.fabric = Some(done);
         }
         // NVML's word wins over the fabric manager's state.
-        assert_eq!(fabric(&gpus, true, false).status, Status::Pass);
+        assert_eq!(fabric(&gpus, true, Some(false)).status, Status::Pass);
         gpus[5].fabric = Some(Fabric { state: 2, ..done });
-        let c = fabric(&gpus, true, true);
+        let c = fabric(&gpus, true, Some(true));
         assert_eq!(c.status, Status::Fail);
         assert!(c.summary.contains("in progress on GPU(s) 5"), "{c:?}");
         gpus[5].fabric = Some(Fabric {
             status: 999,
             ..done
         });
-        assert_eq!(fabric(&gpus, true, true).status, Status::Fail);
+        assert_eq!(fabric(&gpus, true, Some(true)).status, Status::Fail);
         gpus[5].fabric = Some(Fabric {
             health_mask: 1,
             ..done
         });
-        assert_eq!(fabric(&gpus, true, true).status, Status::Warn);
+        assert_eq!(fabric(&gpus, true, Some(true)).status, Status::Warn);
         for g in &mut gpus {
             g.fabric = None;
         }
-        assert_eq!(fabric(&gpus, true, false).status, Status::Fail);
-        assert_eq!(fabric(&gpus, false, false).status, Status::NotApplicable);
+        assert_eq!(fabric(&gpus, true, Some(false)).status, Status::Fail);
+        assert_eq!(
+            fabric(&gpus, false, Some(false)).status,
+            Status::NotApplicable
+        );
+        // systemd did not answer: not a failure it cannot see.
+        assert_eq!(fabric(&gpus, true, None).status, Status::Unknown);
     }
 
     #[test]

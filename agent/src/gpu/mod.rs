@@ -135,16 +135,16 @@ impl GpuDomain {
 
 impl GpuDomain {
     /// Whether nvidia-fabricmanager runs, as systemd says: the agent's unit
-    /// (ProtectProc=invisible) cannot see other processes in /proc. The
-    /// /proc scan is for a `--root` test tree, where systemd is not asked,
-    /// and for a systemd that does not answer.
-    fn fabric_manager_running(&self) -> bool {
+    /// (ProtectProc=invisible) cannot see other processes in /proc, so a
+    /// systemd that does not answer leaves it unknown. The /proc scan is
+    /// for a `--root` test tree, where systemd is not asked.
+    fn fabric_manager_running(&self) -> Option<bool> {
         match self.services.state(FABRIC_MANAGER_UNIT) {
-            Ok(UnitState::NotThisHost) => process_running(&self.host, "nv-fabricmanager"),
-            Ok(state) => state.is_active(),
+            Ok(UnitState::NotThisHost) => Some(process_running(&self.host, "nv-fabricmanager")),
+            Ok(state) => Some(state.is_active()),
             Err(e) => {
-                tracing::debug!("cannot ask systemd about {FABRIC_MANAGER_UNIT}: {e}");
-                process_running(&self.host, "nv-fabricmanager")
+                tracing::warn!("cannot ask systemd whether {FABRIC_MANAGER_UNIT} runs: {e}");
+                None
             }
         }
     }
@@ -297,7 +297,11 @@ impl Domain for GpuDomain {
                 })
             })
             .unwrap_or(false);
-        let fabric_manager = nvswitch && self.fabric_manager_running();
+        let fabric_manager = if nvswitch {
+            self.fabric_manager_running()
+        } else {
+            Some(false)
+        };
         out.push(hgx::fabric(&readings, nvswitch, fabric_manager));
         self.prev = readings.iter().cloned().map(|g| (g.index, g)).collect();
 
