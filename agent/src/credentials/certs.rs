@@ -8,7 +8,6 @@ use crate::check::{Check, Status};
 use crate::host::Host;
 use crate::model::nodeconfig::NodeConfig;
 use crate::pki::{self, Cert};
-use base64::Engine;
 
 /// The kubelet's current certificates (`--cert-dir`, the default nodeadm
 /// keeps), symlinks to the latest rotated file holding certificate and key.
@@ -55,10 +54,16 @@ pub enum Read {
 }
 
 pub fn read(host: &Host, path: &str) -> Read {
-    match host.read_pem_file(path) {
+    parse(path, &host.read_pem_file(path))
+}
+
+/// The certificates in what reading `path` gave (read once by a caller
+/// that needs the bytes for more, such as the key beside them).
+pub fn parse(path: &str, read: &Result<Vec<u8>, crate::host::SmallFileError>) -> Read {
+    match read {
         Err(e) if e.is_not_found() => Read::Missing,
         Err(e) => Read::Bad(e.to_string()),
-        Ok(bytes) => match pki::certificates(&bytes) {
+        Ok(bytes) => match pki::certificates(bytes) {
             Ok(c) => Read::Certs(c),
             Err(e) => Read::Bad(format!("{path} {e}")),
         },
@@ -81,7 +86,12 @@ impl Watch<'_> {
     /// The certificates (for further checks) and the validity check; or
     /// the check to give instead (n/a when the file does not exist).
     pub fn run(&self, host: &Host, f: &mut Findings) -> Result<(Vec<Cert>, Check), Check> {
-        match read(host, self.path) {
+        self.judge(read(host, self.path), f)
+    }
+
+    /// As [`Watch::run`], on a file already read.
+    pub fn judge(&self, read: Read, f: &mut Findings) -> Result<(Vec<Cert>, Check), Check> {
+        match read {
             Read::Missing => Err(Check::new(
                 DOMAIN,
                 self.id,
@@ -113,20 +123,17 @@ impl Watch<'_> {
 }
 
 /// The cluster CA: the NodeConfig's `spec.cluster.certificateAuthority`
-/// (base64 of PEM), else the file nodeadm wrote from it. `(where, certs)`.
+/// (base64 of PEM, decoded as nodeadm does), else the file nodeadm wrote
+/// from it. `(where, certs)`; the error says what is wrong with `where`.
 pub fn cluster_ca(
     host: &Host,
     nc: Option<&NodeConfig>,
 ) -> Option<(String, Result<Vec<Cert>, String>)> {
-    let inline = nc
-        .map(|n| n.spec.cluster.certificate_authority.trim())
-        .filter(|s| !s.is_empty());
-    if let Some(b64) = inline {
+    if let Some(pem) = nc.and_then(NodeConfig::cluster_ca_pem) {
         let what = "spec.cluster.certificateAuthority".to_owned();
-        let certs = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("is not base64: {e}"))
-            .and_then(|pem| pki::certificates(&pem).map_err(|e| e.to_string()));
+        let certs = pem
+            .map_err(|e| e.to_string())
+            .and_then(|pem| pki::certificates(&pem).map_err(|e| format!("{what} {e}")));
         return Some((what, certs));
     }
     match read(host, CLUSTER_CA_FILE) {
@@ -151,8 +158,8 @@ pub fn check_cluster_ca(
             f.checks.push(Check::not_applicable(DOMAIN, id, format!("no cluster CA yet: neither a NodeConfig with spec.cluster.certificateAuthority nor {CLUSTER_CA_FILE}")));
             Vec::new()
         }
-        Some((what, Err(e))) => {
-            f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("the cluster CA in {what} {e}"))
+        Some((_, Err(e))) => {
+            f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("the cluster CA cannot be used: {e}"))
                 .with_remedy("set spec.cluster.certificateAuthority to the base64 of the cluster's CA PEM (aws eks describe-cluster --query cluster.certificateAuthority.data)"));
             Vec::new()
         }
@@ -182,7 +189,11 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
          "hybrid nodes authenticate with aws-iam-authenticator; the kubelet has a client certificate only with TLS bootstrapping"),
     ] {
         let w = Watch { id, kind, registry: "", path, now, warn_days };
-        let (certs, check) = match w.run(host, f) {
+        // Read once: certificate and key are judged from the same bytes, so
+        // a rotation between two reads cannot pair an old certificate with
+        // a new key.
+        let bytes = host.read_pem_file(path);
+        let (certs, check) = match w.judge(parse(path, &bytes), f) {
             Ok(x) => x,
             Err(c) if c.status == Status::NotApplicable => {
                 f.checks.push(Check::not_applicable(DOMAIN, id, format!("no {} at {path}: {absent}", kind.what())));
@@ -193,7 +204,8 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
                 continue;
             }
         };
-        let check = match kubelet_key(host, id, kind, path, &certs[0], f) {
+        let key = bytes.as_deref().unwrap_or_default();
+        let check = match kubelet_key(id, kind, path, &certs[0], key, f) {
             Some(bad) => checks::worst(check, bad),
             None => {
                 let mut c = check;
@@ -220,23 +232,19 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
 }
 
 /// The private key beside the certificate in a kubelet `*-current.pem`
-/// (the kubelet's certificate manager writes both into one file): `None`
-/// when it belongs to the certificate, else the failing check. The file is
-/// read again for the key alone; its bytes are dropped here and no part of
-/// the key reaches the check.
+/// (the kubelet's certificate manager writes both into one file), from the
+/// bytes the certificate was read from: `None` when it belongs to the
+/// certificate, else the check to give. No part of the key reaches the
+/// check.
 fn kubelet_key(
-    host: &Host,
     id: &str,
     kind: Kind,
     path: &str,
     leaf: &Cert,
+    file: &[u8],
     f: &mut Findings,
 ) -> Option<Check> {
-    let matched = host
-        .read_pem_file(path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| pki::key_matches(leaf, &bytes).map_err(|e| format!("the file {e}")));
-    let problem = match matched {
+    let problem = match pki::key_matches(leaf, file) {
         Ok(true) => {
             f.key_match.push((labels(kind, ""), 1));
             return None;
@@ -245,7 +253,14 @@ fn kubelet_key(
             f.key_match.push((labels(kind, ""), 0));
             "the private key in the file does not belong to the certificate".to_owned()
         }
-        Err(e) => e,
+        Err(e) if e.is_unsupported() => {
+            return Some(checks::key_not_compared(
+                id,
+                &format!("the file {path}"),
+                &e,
+            ));
+        }
+        Err(e) => format!("the file {e}"),
     };
     Some(checks::kubelet_key(id, kind, path, leaf, &problem))
 }

@@ -2,7 +2,7 @@
 //! file. No I/O; `now` and thresholds are passed in.
 
 use crate::check::{Check, Status};
-use crate::pki::{format_time, Cert, Validity};
+use crate::pki::{format_time, Cert, KeyError, Validity};
 use std::time::Duration;
 
 use super::DOMAIN;
@@ -126,6 +126,18 @@ pub fn kubelet_key(id: &str, kind: Kind, path: &str, cert: &Cert, problem: &str)
         ),
     )
     .with_remedy("stop the kubelet, remove /var/lib/kubelet/pki/kubelet-server-* (or kubelet-client-*), start the kubelet and approve its new CSR (kubectl get csr)")
+}
+
+/// A key of a kind the agent cannot parse (`KeyError::Unsupported`: a
+/// PKCS#8 EC key without its public point, P-521, ...) may be the right
+/// one: unknown, not a failure. `key` names it ("the private key /path").
+pub fn key_not_compared(id: &str, key: &str, e: &KeyError) -> Check {
+    Check::new(
+        DOMAIN,
+        id,
+        Status::Unknown,
+        format!("cannot compare the key with the certificate: {key} {e}"),
+    )
 }
 
 /// The kubelet certificate does not chain to the cluster CA.

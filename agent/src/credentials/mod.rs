@@ -185,33 +185,40 @@ impl CredentialsDomain {
                 }
             };
             if let Some(key) = key {
-                let matched = self
-                    .host
-                    .read_pem_file(key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        crate::pki::key_matches(&certs[0], &b)
-                            .map_err(|e| format!("{} {e}", key.display()))
-                    });
+                let shown = key.display();
                 let labels = certs::labels(Kind::RegistryClient, host);
-                match matched {
-                    Ok(true) => f.key_match.push((labels, 1)),
-                    Ok(false) => {
-                        f.key_match.push((labels, 0));
-                        check = checks::worst(check, Check::new(DOMAIN, id.clone(), Status::Fail, format!("registry {host}: client_key {} does not belong to client_cert {path}", key.display()))
-                            .with_remedy("install the key the client certificate was issued for"));
-                    }
-                    Err(e) => {
-                        check = checks::worst(
-                            check,
-                            Check::new(
-                                DOMAIN,
-                                id.clone(),
-                                Status::Fail,
-                                format!("registry {host}: cannot compare the client key: {e}"),
-                            ),
-                        );
-                    }
+                let other = match self.host.read_pem_file(key) {
+                    Err(e) => Some(Check::new(
+                        DOMAIN,
+                        id.clone(),
+                        Status::Fail,
+                        format!("registry {host}: cannot compare the client key: {e}"),
+                    )),
+                    Ok(b) => match crate::pki::key_matches(&certs[0], &b) {
+                        Ok(true) => {
+                            f.key_match.push((labels, 1));
+                            None
+                        }
+                        Ok(false) => {
+                            f.key_match.push((labels, 0));
+                            Some(Check::new(DOMAIN, id.clone(), Status::Fail, format!("registry {host}: client_key {shown} does not belong to client_cert {path}"))
+                                .with_remedy("install the key the client certificate was issued for"))
+                        }
+                        Err(e) if e.is_unsupported() => Some(checks::key_not_compared(
+                            &id,
+                            &format!("registry {host}: client_key {shown}"),
+                            &e,
+                        )),
+                        Err(e) => Some(Check::new(
+                            DOMAIN,
+                            id.clone(),
+                            Status::Fail,
+                            format!("registry {host}: cannot compare the client key: {shown} {e}"),
+                        )),
+                    },
+                };
+                if let Some(other) = other {
+                    check = checks::worst(check, other);
                 }
             }
             f.checks.push(check);

@@ -286,6 +286,9 @@ fn check_key(host: &Host, leaf: &crate::pki::Cert, key_path: &str, f: &mut Findi
     let matched = crate::pki::key_matches(leaf, &bytes);
     drop(bytes);
     match matched {
+        Err(e) if e.is_unsupported() => {
+            checks::key_not_compared(id, &format!("the private key {key_path}"), &e)
+        }
         Err(e) => Check::new(
             DOMAIN,
             id,

@@ -420,6 +420,63 @@ fn registry_client_and_web_certificates_are_watched() {
 }
 
 #[test]
+fn a_key_of_a_kind_the_agent_cannot_read_is_unknown_not_failed() {
+    let odd = crate::pki::tests::p256_pkcs8_without_public_point();
+    let words = "cannot compare the key with the certificate: ";
+    // IAM Roles Anywhere.
+    let ca = Ca::new("trust anchor CA", 3650);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write(
+        "/etc/iam/pki/server.pem",
+        &ca.leaf("rack12-node07", -1, 365).0,
+    );
+    rig.write_key("/etc/iam/pki/server.key", &odd);
+    let checks = rig.run();
+    let k = find(&checks, "iam-ra/key");
+    assert_eq!(k.status, Status::Unknown, "{k:?}");
+    assert!(
+        k.summary.contains(&format!(
+            "{words}the private key /etc/iam/pki/server.key holds"
+        )),
+        "{}",
+        k.summary
+    );
+    // The kubelet's file: the certificate with such a key after it.
+    let cluster = Ca::new("kubernetes", 3650);
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], Config::default());
+    let (cert, _) = cluster.leaf("system:node:mi-0123456789abcdef0", -1, 365);
+    rig.write_key(certs::KUBELET_SERVING, &format!("{cert}{odd}"));
+    let checks = rig.run();
+    let s = find(&checks, "kubelet/serving");
+    assert_eq!(s.status, Status::Unknown, "{s:?}");
+    assert!(s.summary.contains(words), "{}", s.summary);
+    // A registry client key.
+    let config = crate::config::parse(
+        Path::new("config.toml"),
+        "[[registry]]\nhost = \"harbor.example.internal\"\nclient_cert = \"/etc/pki/harbor-client.pem\"\nclient_key = \"/etc/pki/harbor-client.key\"\n",
+    )
+    .expect("config");
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], config);
+    rig.write(
+        "/etc/pki/harbor-client.pem",
+        &ca.leaf("node-client", -1, 365).0,
+    );
+    rig.write_key("/etc/pki/harbor-client.key", &odd);
+    let checks = rig.run();
+    let r = find(&checks, "registry-client/harbor.example.internal");
+    assert_eq!(r.status, Status::Unknown, "{r:?}");
+    assert!(r.summary.contains(words), "{}", r.summary);
+    // No key at all is still a failure.
+    rig.write_key("/etc/pki/harbor-client.key", "not a key\n");
+    let r = rig
+        .run()
+        .into_iter()
+        .find(|c| c.id == "registry-client/harbor.example.internal")
+        .expect("registry check");
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+}
+
+#[test]
 fn credentials_file_keys_are_found_without_keeping_values() {
     use checks::missing_keys;
     assert!(missing_keys(&credentials_text(), "default").is_empty());
