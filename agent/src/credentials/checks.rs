@@ -225,18 +225,50 @@ fn threshold(d: Duration) -> String {
     }
 }
 
-/// The verdict on the credentials file the kubelet reads. `refresher`
-/// names what rewrites it.
-pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &str) -> Check {
+/// Who reads a provider's credentials file, and what breaks when it is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileReader {
+    /// SSM: the kubelet's aws-iam-authenticator reads the file the SSM
+    /// agent refreshes.
+    Ssm,
+    /// IAM Roles Anywhere: the kubelet authenticates with
+    /// `aws_signing_helper credential-process` (AWS_CONFIG_FILE and
+    /// AWS_PROFILE in its kubeconfig), not the file; the file is read by
+    /// ecr-credential-provider and pods mounting `/eks-hybrid/.aws`.
+    IamRa,
+}
+
+impl FileReader {
+    /// What a missing, incomplete or expired file breaks.
+    pub fn impact(self) -> &'static str {
+        match self {
+            FileReader::Ssm => "the kubelet (aws-iam-authenticator) cannot authenticate to the cluster",
+            FileReader::IamRa => "ECR image pulls (ecr-credential-provider) and pods mounting /eks-hybrid/.aws get no valid credentials (the kubelet itself authenticates with aws_signing_helper credential-process)",
+        }
+    }
+}
+
+/// The verdict on a provider's AWS credentials file. `refresher` names
+/// what rewrites it; `reader` who reads it.
+pub fn credentials_file(
+    path: &str,
+    found: &CredFile,
+    ages: Ages,
+    refresher: &str,
+    reader: FileReader,
+) -> Check {
     let id = "credentials-file";
+    let impact = reader.impact();
     match found {
         CredFile::Missing => Check::new(
             DOMAIN,
             id,
             Status::Fail,
-            format!("the AWS credentials file {path} is missing: the kubelet cannot authenticate to the cluster"),
+            format!("the AWS credentials file {path} is missing: {impact}"),
         )
-        .with_remedy(format!("{refresher} writes it: check that it runs (systemctl status) and its journal")),
+        .with_remedy(format!(
+            "{refresher} writes it: check that it runs (systemctl status) and its journal"
+        )),
         CredFile::Unreadable(e) => Check::new(
             DOMAIN,
             id,
@@ -251,7 +283,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     id,
                     Status::Fail,
                     format!(
-                        "the AWS credentials file {path} has no {} in its [default] profile",
+                        "the AWS credentials file {path} has no {} in its [default] profile: {impact}",
                         missing.join(", ")
                     ),
                 )
@@ -263,7 +295,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     id,
                     Status::Fail,
                     format!(
-                        "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {})",
+                        "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {}): {impact}",
                         threshold(ages.fail)
                     ),
                 )

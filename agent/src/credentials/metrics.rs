@@ -69,7 +69,7 @@ impl Metrics {
         );
         r.register(
             "credentials_file_age_seconds",
-            "Age of the AWS shared credentials file the kubelet reads (since its last rewrite by the refresher)",
+            "Age of the AWS shared credentials file the provider's refresher rewrites, since its last rewrite (ssm: the one the kubelet's aws-iam-authenticator reads; iam-ra: /eks-hybrid/.aws/credentials, read by ecr-credential-provider and pods)",
             m.file_age.clone(),
         );
         m

@@ -228,6 +228,13 @@ fn iam_ra_with_credentials_file_checks_the_helper_the_config_and_the_file() {
     );
     rig.write(provider::EKS_HYBRID_CREDENTIALS, &credentials_text());
     rig.age(provider::EKS_HYBRID_CREDENTIALS, 70);
+    // nodeadm never sets this for IAM Roles Anywhere; were it set, the
+    // file the helper refreshes is still the one to watch.
+    rig.write(
+        "/etc/eks/kubelet/environment",
+        "AWS_SHARED_CREDENTIALS_FILE=\"/etc/eks/creds\"\n",
+    );
+    rig.write("/etc/eks/creds", &credentials_text());
     let checks = rig.run();
     let h = find(&checks, "iam-ra/signing-helper");
     assert_eq!(h.status, Status::Fail, "{h:?}");
@@ -244,7 +251,12 @@ fn iam_ra_with_credentials_file_checks_the_helper_the_config_and_the_file() {
     assert_eq!(f.status, Status::Fail, "{f:?}");
     assert!(
         f.summary
-            .contains("70 minutes ago: the credentials in it have expired (older than 60 minutes)"),
+            .contains("/eks-hybrid/.aws/credentials was last refreshed 70 minutes ago: the credentials in it have expired (older than 60 minutes): ECR image pulls (ecr-credential-provider)"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        !f.summary.contains("kubelet cannot authenticate"),
         "{}",
         f.summary
     );
@@ -336,8 +348,9 @@ fn ssm_agent_registration_and_credentials_file() {
     let f = find(&checks, "credentials-file");
     assert_eq!(f.status, Status::Fail, "{f:?}");
     assert!(
-        f.summary
-            .contains("/etc/eks/creds has no aws_session_token"),
+        f.summary.contains(
+            "/etc/eks/creds has no aws_session_token in its [default] profile: the kubelet (aws-iam-authenticator) cannot authenticate"
+        ),
         "{}",
         f.summary
     );
