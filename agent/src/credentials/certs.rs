@@ -1,5 +1,7 @@
 //! Certificate files under watch: reading them, their validity checks and
-//! expiry series; the kubelet's certificates against the cluster CA.
+//! expiry series; the kubelet's certificates against the cluster CA;
+//! registry client certificates with their keys; the agent's own web
+//! certificate.
 
 use super::checks::{self, Kind};
 use super::metrics::{CertLabels, KindLabels, ProviderLabels};
@@ -8,6 +10,7 @@ use crate::check::{Check, Status};
 use crate::host::Host;
 use crate::model::nodeconfig::NodeConfig;
 use crate::pki::{self, Cert};
+use std::path::PathBuf;
 
 /// The kubelet's current certificates (`--cert-dir`, the default nodeadm
 /// keeps), symlinks to the latest rotated file holding certificate and key.
@@ -104,15 +107,14 @@ impl Watch<'_> {
                 Status::Fail,
                 format!("cannot use the {}: {e}", self.kind.what()),
             )
-            .with_remedy("install a PEM certificate there")),
+            .with_remedy(self.kind.unusable(self.path))),
             Read::Certs(certs) => {
                 f.expiry(self.kind, self.registry, &certs);
-                let leaf = &certs[0];
-                let check = checks::validity(
+                let check = checks::bundle_validity(
                     self.id,
                     self.kind,
                     self.path,
-                    leaf,
+                    &certs,
                     self.now,
                     self.warn_days,
                 );
@@ -159,18 +161,24 @@ pub fn check_cluster_ca(
             Vec::new()
         }
         Some((_, Err(e))) => {
-            f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("the cluster CA cannot be used: {e}"))
-                .with_remedy("set spec.cluster.certificateAuthority to the base64 of the cluster's CA PEM (aws eks describe-cluster --query cluster.certificateAuthority.data)"));
+            f.checks.push(
+                Check::new(
+                    DOMAIN,
+                    id,
+                    Status::Fail,
+                    format!("the cluster CA cannot be used: {e}"),
+                )
+                .with_remedy(Kind::ClusterCa.unusable(CLUSTER_CA_FILE)),
+            );
             Vec::new()
         }
         Some((what, Ok(certs))) => {
             f.expiry(Kind::ClusterCa, "", &certs);
-            let c = checks::earliest(&certs).unwrap_or(&certs[0]);
-            f.checks.push(checks::validity(
+            f.checks.push(checks::bundle_validity(
                 id,
                 Kind::ClusterCa,
                 &what,
-                c,
+                &certs,
                 now,
                 warn_days,
             ));
@@ -229,6 +237,121 @@ pub fn check_kubelet(host: &Host, roots: &[Cert], now: i64, warn_days: u32, f: &
             checks::worst(checks::stale_chain(id, kind, path, &certs[0], ca), check)
         });
     }
+}
+
+/// `[[registry]]` client certificates (`clients`: host, client_cert,
+/// client_key): validity, and the key against the certificate.
+pub fn check_registry_clients(
+    root: &Host,
+    clients: &[(String, PathBuf, Option<PathBuf>)],
+    now: i64,
+    warn_days: u32,
+    f: &mut Findings,
+) {
+    for (host, cert, key) in clients {
+        let id = format!("registry-client/{host}");
+        let path = cert.display().to_string();
+        let w = Watch {
+            id: &id,
+            kind: Kind::RegistryClient,
+            registry: host,
+            path: &path,
+            now,
+            warn_days,
+        };
+        let (certs, mut check) = match w.run(root, f) {
+            Ok(x) => x,
+            Err(c) if c.status == Status::NotApplicable => {
+                f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("registry {host}: client_cert {path} does not exist"))
+                        .with_remedy("install the client certificate, or remove client_cert/client_key from the [[registry]] entry"));
+                continue;
+            }
+            Err(c) => {
+                f.checks.push(c);
+                continue;
+            }
+        };
+        if let Some(key) = key {
+            let shown = key.display();
+            let labels = labels(Kind::RegistryClient, host);
+            let other = match root.read_pem_file(key) {
+                Err(e) => Some(Check::new(
+                    DOMAIN,
+                    id.clone(),
+                    Status::Fail,
+                    format!("registry {host}: cannot compare the client key: {e}"),
+                )),
+                Ok(b) => match crate::pki::key_matches(&certs[0], &b) {
+                    Ok(true) => {
+                        f.key_match.push((labels, 1));
+                        None
+                    }
+                    Ok(false) => {
+                        f.key_match.push((labels, 0));
+                        Some(Check::new(DOMAIN, id.clone(), Status::Fail, format!("registry {host}: client_key {shown} does not belong to client_cert {path}"))
+                                .with_remedy("install the key the client certificate was issued for"))
+                    }
+                    Err(e) if e.is_unsupported() => Some(checks::key_not_compared(
+                        &id,
+                        &format!("registry {host}: client_key {shown}"),
+                        &e,
+                    )),
+                    Err(e) => Some(Check::new(
+                        DOMAIN,
+                        id.clone(),
+                        Status::Fail,
+                        format!("registry {host}: cannot compare the client key: {shown} {e}"),
+                    )),
+                },
+            };
+            if let Some(other) = other {
+                check = checks::worst(check, other);
+            }
+        }
+        f.checks.push(check);
+    }
+}
+
+/// The agent's own web TLS certificate, named by the web config
+/// (`web_config`, empty when none).
+pub fn check_web(root: &Host, web_config: &str, now: i64, warn_days: u32, f: &mut Findings) {
+    if web_config.is_empty() {
+        return;
+    }
+    let path = std::path::Path::new(web_config);
+    let cert = match crate::metrics::webconfig::cert_file(root, path) {
+        Ok(c) => c,
+        Err(e) => {
+            f.checks.push(Check::new(
+                DOMAIN,
+                "web",
+                Status::Unknown,
+                format!("cannot read the web config: {e}"),
+            ));
+            return;
+        }
+    };
+    let Some(cert) = cert else {
+        f.checks.push(Check::not_applicable(
+            DOMAIN,
+            "web",
+            "the web config sets no TLS: plain HTTP",
+        ));
+        return;
+    };
+    let path = cert.display().to_string();
+    let w = Watch {
+        id: "web",
+        kind: Kind::Web,
+        registry: "",
+        path: &path,
+        now,
+        warn_days,
+    };
+    let check = match w.run(root, f) {
+        Ok((_, c)) | Err(c) => c,
+    };
+    f.checks.push(check);
 }
 
 /// The private key beside the certificate in a kubelet `*-current.pem`

@@ -42,6 +42,21 @@ impl Kind {
         }
     }
 
+    /// What to do when the file at `path` cannot be read as a certificate.
+    pub fn unusable(self, path: &str) -> String {
+        match self {
+            // nodeadm's certificate validator says the same
+            // (`internal/kubelet/certificate_validator.go`).
+            Kind::KubeletServing | Kind::KubeletClient => {
+                format!("delete {path} and restart the kubelet: it requests a new certificate (approve its CSR)")
+            }
+            Kind::ClusterCa => "set spec.cluster.certificateAuthority to the base64 of the cluster's CA PEM (aws eks describe-cluster --query cluster.certificateAuthority.data)".to_owned(),
+            Kind::IamRa => format!("install the node's PEM certificate (issued by the trust anchor's CA) at {path}, or set spec.hybrid.iamRolesAnywhere.certificatePath"),
+            Kind::RegistryClient => format!("install the registry's PEM client certificate at {path}, or fix client_cert in the [[registry]] entry"),
+            Kind::Web => format!("install a PEM certificate at {path}, or fix tls_server_config.cert_file in the web config"),
+        }
+    }
+
     /// What to do once it has expired or is about to.
     fn renew(self) -> &'static str {
         match self {
@@ -94,6 +109,36 @@ pub fn validity(id: &str, kind: Kind, path: &str, cert: &Cert, now: i64, warn_da
             }
         }
     }
+}
+
+/// Validity of a bundle read from `path`: judged on its earliest-expiring
+/// certificate (the one the expiry series exports), named when it is not
+/// the first.
+pub fn bundle_validity(
+    id: &str,
+    kind: Kind,
+    path: &str,
+    certs: &[Cert],
+    now: i64,
+    warn_days: u32,
+) -> Check {
+    let Some((i, c)) = certs.iter().enumerate().min_by_key(|(_, c)| c.not_after) else {
+        return Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!("{} {path} holds no certificate", kind.what()),
+        );
+    };
+    let mut check = validity(id, kind, path, c, now, warn_days);
+    if i > 0 {
+        check.summary.push_str(&format!(
+            " (certificate {} of {} in the file, the first to expire)",
+            i + 1,
+            certs.len()
+        ));
+    }
+    check
 }
 
 /// The earliest-expiring certificate of a bundle.

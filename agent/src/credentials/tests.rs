@@ -430,6 +430,56 @@ fn registry_client_and_web_certificates_are_watched() {
         find(&checks, "registry-client/harbor.example.internal").status,
         Status::Warn
     );
+    // The web key gone: the web server's problem, the expiry still told.
+    std::fs::remove_file(rig.dir.path().join("etc/hybrid-node-agent/web.key")).expect("rm");
+    let checks = rig.run();
+    let w = find(&checks, "web");
+    assert_eq!(w.status, Status::Fail, "{w:?}");
+    assert!(w.summary.contains("expired on"), "{}", w.summary);
+}
+
+#[test]
+fn a_bundle_is_judged_on_its_earliest_certificate() {
+    // The IAM Roles Anywhere certificate with its intermediate CA after it:
+    // the leaf has a year, the intermediate 5 days.
+    let ca = Ca::new("intermediate CA", 5);
+    let (cert, key) = ca.leaf("rack12-node07", -1, 365);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write("/etc/iam/pki/server.pem", &format!("{cert}{}", ca.pem));
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    let checks = rig.run();
+    let c = find(&checks, "iam-ra/certificate");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.summary.contains("CN=intermediate CA")
+            && c.summary
+                .contains("certificate 2 of 2 in the file, the first to expire"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(find(&checks, "iam-ra/key").status, Status::Pass);
+}
+
+#[test]
+fn an_unusable_certificate_file_gets_the_remedy_for_its_kind() {
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], Config::default());
+    rig.write_key(certs::KUBELET_SERVING, "not a certificate\n");
+    let checks = rig.run();
+    let s = find(&checks, "kubelet/serving");
+    assert_eq!(s.status, Status::Fail, "{s:?}");
+    assert_eq!(
+        s.remedy.as_deref(),
+        Some("delete /var/lib/kubelet/pki/kubelet-server-current.pem and restart the kubelet: it requests a new certificate (approve its CSR)")
+    );
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write("/etc/iam/pki/server.pem", "not a certificate\n");
+    let checks = rig.run();
+    let c = find(&checks, "iam-ra/certificate");
+    assert!(
+        c.remedy.as_deref().is_some_and(|r| r
+            .contains("certificate (issued by the trust anchor's CA) at /etc/iam/pki/server.pem")),
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -487,6 +537,35 @@ fn a_key_of_a_kind_the_agent_cannot_read_is_unknown_not_failed() {
         .find(|c| c.id == "registry-client/harbor.example.internal")
         .expect("registry check");
     assert_eq!(r.status, Status::Fail, "{r:?}");
+}
+
+#[test]
+fn series_are_updated_in_place_and_only_vanished_ones_removed() {
+    let ca = Ca::new("trust anchor CA", 3650);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    let (cert, key) = ca.leaf("rack12-node07", -1, 365);
+    rig.write("/etc/iam/pki/server.pem", &cert);
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    rig.run();
+    let labels = certs::labels(Kind::IamRa, "");
+    // The series a scrape reads: it must be the one the next run sets, not
+    // a replacement made after a gap.
+    let live = rig.domain.metrics.expiry.get_or_create(&labels).clone();
+    let first = live.get();
+    let (cert, key) = ca.leaf("rack12-node07", -1, 200);
+    rig.write("/etc/iam/pki/server.pem", &cert);
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    rig.run();
+    assert!(
+        live.get() < first - 100.0 * 86_400.0,
+        "the exported gauge was replaced, not set: {} vs {first}",
+        live.get()
+    );
+    // A certificate that is gone takes its series with it.
+    std::fs::remove_file(rig.dir.path().join("etc/iam/pki/server.pem")).expect("rm");
+    rig.run();
+    let scrape = rig.scrape();
+    assert!(!scrape.contains("kind=\"iam-ra\""), "{scrape}");
 }
 
 #[test]
