@@ -124,7 +124,7 @@ pub fn check_ssm(cx: &Ctx<'_>, region: &str, credentials_link: bool, f: &mut Fin
             .with_remedy("nodeadm install <version> --credential-provider ssm installs it")
         }
     });
-    let unit = install.map_or(ssm::INSTALLS[1].unit, |i| i.unit);
+    let unit = ssm::unit(cx.host);
     f.checks.push(cx.service(
         "ssm/service",
         unit,

@@ -291,7 +291,8 @@ fn ssm_agent_registration_and_credentials_file() {
         &[("snap.amazon-ssm-agent.amazon-ssm-agent", "active")],
         Config::default(),
     );
-    rig.write(ssm::INSTALLS[0].binary, "");
+    rig.write(ssm::INSTALLS[1].binary, "");
+    rig.write("/etc/os-release", "NAME=\"Ubuntu\"\nID=ubuntu\n");
     rig.write(
         ssm::REGISTRATION,
         r#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"us-west-2"}"#,
@@ -313,7 +314,7 @@ fn ssm_agent_registration_and_credentials_file() {
         &[("amazon-ssm-agent", "inactive")],
         Config::default(),
     );
-    rig.write(ssm::INSTALLS[1].binary, "");
+    rig.write(ssm::INSTALLS[0].binary, "");
     rig.write(
         ssm::REGISTRATION,
         r#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"us-west-2"}"#,
@@ -566,6 +567,28 @@ fn series_are_updated_in_place_and_only_vanished_ones_removed() {
     rig.run();
     let scrape = rig.scrape();
     assert!(!scrape.contains("kind=\"iam-ra\""), "{scrape}");
+}
+
+#[test]
+fn the_ssm_install_is_found_and_its_unit_picked_as_nodeadm_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = Host::new(dir.path());
+    let write = |p: &str, t: &str| {
+        let p = dir.path().join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, t).expect("write");
+    };
+    // The snap alone, not on Ubuntu: nodeadm still runs amazon-ssm-agent.
+    write(ssm::INSTALLS[1].binary, "");
+    write("/etc/os-release", "ID=\"rhel\"\n");
+    assert_eq!(ssm::installed(&host).map(|i| i.how), Some("snap"));
+    assert_eq!(ssm::unit(&host), "amazon-ssm-agent");
+    // Both installed on Ubuntu: the package is found first, the unit is
+    // the snap's (Ubuntu with the snap).
+    write(ssm::INSTALLS[0].binary, "");
+    write("/etc/os-release", "NAME=\"Ubuntu\"\nID=ubuntu\n");
+    assert_eq!(ssm::installed(&host).map(|i| i.how), Some("package"));
+    assert_eq!(ssm::unit(&host), "snap.amazon-ssm-agent.amazon-ssm-agent");
 }
 
 #[test]
