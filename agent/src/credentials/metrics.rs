@@ -1,13 +1,16 @@
 //! The credentials domain's metric families.
 //!
 //! `hybrid_node_certificate_expiry_timestamp_seconds` is the one family for
-//! every certificate on this host the agent watches; `kind` tells which
+//! the certificates this domain watches; `kind` tells which
 //! (kubelet-serving, kubelet-client, cluster-ca, iam-ra, registry-client,
 //! web) and `registry` names the registry of a client certificate (empty
 //! otherwise). The registry domain's CA and server-certificate families
 //! stay as they are: they are labelled by registry endpoint, the server
 //! certificate is not on this host, and dashboards and alerts already use
-//! them; the expiry alert covers both.
+//! them. HybridNodeCertificateExpiringSoon and HybridNodeCertificateExpired
+//! match this family only; registry CAs and server certificates have their
+//! own 30-day alerts (HybridNodeRegistryCAExpiringSoon,
+//! HybridNodeRegistryCertExpiringSoon).
 
 use crate::metrics::label::LabelValue;
 use prometheus_client::encoding::EncodeLabelSet;
