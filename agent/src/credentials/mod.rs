@@ -26,7 +26,7 @@ use crate::edge::systemctl::ServiceManager;
 use crate::facts::Facts;
 use crate::host::Host;
 use certs::Findings;
-use checks::{Ages, Kind};
+use checks::Ages;
 use metrics::Metrics;
 use prometheus_client::registry::Registry;
 use std::path::PathBuf;

@@ -548,7 +548,7 @@ fn series_are_updated_in_place_and_only_vanished_ones_removed() {
     rig.write("/etc/iam/pki/server.pem", &cert);
     rig.write_key("/etc/iam/pki/server.key", &key);
     rig.run();
-    let labels = certs::labels(Kind::IamRa, "");
+    let labels = certs::labels(checks::Kind::IamRa, "");
     // The series a scrape reads: it must be the one the next run sets, not
     // a replacement made after a gap.
     let live = rig.domain.metrics.expiry.get_or_create(&labels).clone();
