@@ -80,6 +80,14 @@ pub enum KeyError {
     Pem,
 }
 
+impl KeyError {
+    /// A key that may well be valid but is of a kind the agent cannot
+    /// parse: the comparison is unknown, not failed.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, KeyError::Unsupported(_))
+    }
+}
+
 impl Cert {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Cert, PkiError> {
@@ -225,7 +233,7 @@ fn pkcs8_public(der: &[u8]) -> Result<Vec<u8>, KeyError> {
         return Ok(k.public_key().as_ref().to_vec());
     }
     Err(KeyError::Unsupported(
-        "PKCS#8 other than EC P-256/P-384, RSA 2048+ or Ed25519",
+        "PKCS#8 other than EC P-256/P-384 with its public point, RSA 2048+ or Ed25519",
     ))
 }
 
@@ -294,4 +302,4 @@ pub fn format_time(secs: i64) -> String {
 #[path = "../../tests/src/certs.rs"]
 pub(crate) mod testcerts;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -71,9 +71,17 @@ fn cred<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
     check_in(report, "credentials", id)
 }
 
+/// The SSM fixture NodeConfig's activation code: a secret too.
+const ACTIVATION_CODE: &str = "Xk3pQ9vL2mN8rT5wY7zA1bC4dE6fG0hJ";
+
 /// The SSM layout with a cluster CA in the NodeConfig and a kubelet
 /// serving certificate issued by `issuer`.
 fn ssm_root(cluster: &Ca, issuer: &Ca) -> tempfile::TempDir {
+    ssm_root_with_key(cluster, issuer).0
+}
+
+/// As [`ssm_root`], with the kubelet serving key it wrote.
+fn ssm_root_with_key(cluster: &Ca, issuer: &Ca) -> (tempfile::TempDir, String) {
     let root = root_from_fixture("ssm");
     let nc = root.path().join("etc/nodeadm/nodeconfig.yaml");
     let text = std::fs::read_to_string(&nc).expect("nodeconfig");
@@ -94,12 +102,13 @@ fn ssm_root(cluster: &Ca, issuer: &Ca) -> tempfile::TempDir {
         "/root/.aws/credentials",
         Duration::from_secs(300),
     );
-    root
+    (root, key)
 }
 
 #[test]
 fn ssm_layout_in_check_json_and_metrics() {
     let cluster = Ca::new("kubernetes", 3650);
+    let made = std::time::Instant::now();
     let root = ssm_root(&cluster, &cluster);
     let (report, _) = json_check(root.path());
     assert_eq!(
@@ -180,7 +189,9 @@ fn ssm_layout_in_check_json_and_metrics() {
         1.0
     );
     let age = line("hybrid_node_credentials_file_age_seconds{provider=\"ssm\"}");
-    assert!((290.0..400.0).contains(&age), "{age}");
+    // 300 s old when written; older by the time since, and no more.
+    let most = 300.0 + made.elapsed().as_secs_f64() + 5.0;
+    assert!((300.0..=most).contains(&age), "{age} not in 300..={most}");
     documented_families_are_exported(&scrape, &[]);
     promtool_accepts(&scrape);
 }
@@ -381,15 +392,26 @@ fn every_output(root: &Path) -> Vec<(String, String)> {
 fn no_credential_or_key_reaches_any_output() {
     let anchor = Ca::new("trust anchor CA", 3650);
     let (cert, key) = anchor.leaf("rack12-node07", -1, 365);
-    let key_body: Vec<String> = key
-        .lines()
-        .filter(|l| !l.starts_with("-----") && l.len() > 20)
-        .map(str::to_owned)
-        .collect();
-    assert!(!key_body.is_empty());
+    let body = |key: &str| -> Vec<String> {
+        key.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 20)
+            .map(str::to_owned)
+            .collect()
+    };
     let iam = iam_ra_root(&cert, &key);
     let cluster = Ca::new("kubernetes", 3650);
-    let ssm = ssm_root(&cluster, &cluster);
+    let (ssm, kubelet_key) = ssm_root_with_key(&cluster, &cluster);
+    // The IAM Roles Anywhere key, the SSM root's kubelet key, and the
+    // activation code in its NodeConfig.
+    let key_body: Vec<String> = body(&key)
+        .into_iter()
+        .chain(body(&kubelet_key))
+        .chain([ACTIVATION_CODE.to_owned()])
+        .collect();
+    assert!(key_body.len() > 2);
+    let nodeconfig = std::fs::read_to_string(ssm.path().join("etc/nodeadm/nodeconfig.yaml"))
+        .expect("nodeconfig");
+    assert!(nodeconfig.contains(ACTIVATION_CODE), "the fixture's code");
     for root in [iam.path(), ssm.path()] {
         let outs = every_output(root);
         assert!(outs

@@ -7,13 +7,15 @@
 //!    line, /metrics; `systemd-analyze security` ≤ 2.0
 //! 2. a good `systemctl reload` (exit 0); network probes under the sandbox
 //! 3. the NodeConfig watch sees edits inside the host
-//! 4. containerd installed after the agent: picked up, `config dump` runs
+//! 4. the SSM agent's credentials under /root are readable to the sandboxed
+//!    agent (ProtectHome=read-only)
+//! 5. containerd installed after the agent: picked up, `config dump` runs
 //!    inside the sandbox, certs.d writable without a restart
-//! 5. a `[[registry]]` with a CA: hosts.toml, CA file, OS trust store, and
+//! 6. a `[[registry]]` with a CA: hosts.toml, CA file, OS trust store, and
 //!    containerd really restarted
-//! 6. a bad reload: still active, the journal says file:line:column and why
-//! 7. watchdog: a stopped agent is restarted by systemd
-//! 8. upgrade keeps the edited config and restarts; remove stops and leaves
+//! 7. a bad reload: still active, the journal says file:line:column and why
+//! 8. watchdog: a stopped agent is restarted by systemd
+//! 9. upgrade keeps the edited config and restarts; remove stops and leaves
 //!    the managed files; purge removes the config
 //!
 //! One test, one host: the steps build on each other as a host's life does.
@@ -140,6 +142,7 @@ fn agent_config(extra: &str) -> String {
         "[nodeconfig]\ninterval = \"2s\"\n\
          [containerd]\ninterval = \"1s\"\n\
          [registries]\ninterval = \"1s\"\nprobe_timeout = \"1s\"\n{extra}\n\
+         [credentials]\ninterval = \"2s\"\n\
          [network]\napi_server = false\ninterval = \"2s\"\necho_rate = 20.0\n\
          [[network.target]]\nname = \"loopback\"\naddress = \"127.0.0.1\"\n"
     )
@@ -270,7 +273,29 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
     );
     step(3, "NodeConfig watch", &mut t);
 
-    // 4. containerd installed after the agent, as nodeadm or an admin does.
+    // 4. The NodeConfig is SSM: the SSM agent keeps the credentials in
+    // /root/.aws (0600), which the sandbox must let the agent read.
+    host.write(
+        "/var/lib/amazon/ssm/registration",
+        br#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"ap-northeast-2"}"#,
+    );
+    host.write_mode(
+        "/root/.aws/credentials",
+        b"[default]\naws_access_key_id = ASIAEXAMPLE\naws_secret_access_key = EXAMPLE\naws_session_token = EXAMPLE\n",
+        0o600,
+    );
+    host.ok("chmod 700 /root/.aws");
+    let (file, why) = wait_check(
+        "credentials",
+        "credentials-file",
+        Duration::from_secs(10),
+        |s, _| s != "n/a",
+    );
+    assert_eq!(file, "pass", "{why}");
+    assert!(why.contains("/root/.aws/credentials"), "{why}");
+    step(4, "SSM credentials under /root", &mut t);
+
+    // 5. containerd installed after the agent, as nodeadm or an admin does.
     for d in live::containerd_debs() {
         let name = d.file_name().expect("name").to_string_lossy().into_owned();
         std::fs::copy(&d, host.path(&format!("/root/{name}"))).expect("copy");
@@ -292,9 +317,9 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
     );
     eprintln!("live effective_config: {summary}");
     let agent_pid = host.show(UNIT, "MainPID");
-    step(4, "containerd installed later", &mut t);
+    step(5, "containerd installed later", &mut t);
 
-    // 5. A registry with a private CA: files and trust store written from
+    // 6. A registry with a private CA: files and trust store written from
     // inside the sandbox, containerd restarted for the new trust.
     let ca = pki("live").ca_pem;
     let containerd_pid = host.show("containerd", "MainPID");
@@ -349,9 +374,9 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
         agent_pid,
         "no agent restart was needed"
     );
-    step(5, "registry, trust store, containerd restart", &mut t);
+    step(6, "registry, trust store, containerd restart", &mut t);
 
-    // 6. A bad edit: `systemctl reload` fails, the agent stays active with
+    // 7. A bad edit: `systemctl reload` fails, the agent stays active with
     // the old config, and the journal's plain text says where and why.
     let good = std::fs::read_to_string(host.path(CONFIG)).expect("config");
     host.write(
@@ -379,9 +404,9 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
     );
     host.write(CONFIG, good.as_bytes());
     reload(&host);
-    step(6, "bad reload", &mut t);
+    step(7, "bad reload", &mut t);
 
-    // 7. Watchdog: an agent that stops answering is restarted by systemd.
+    // 8. Watchdog: an agent that stops answering is restarted by systemd.
     host.write(
         &format!("/etc/systemd/system/{UNIT}.service.d/watchdog.conf"),
         b"[Service]\nWatchdogSec=4s\n",
@@ -412,9 +437,9 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
     )))
     .expect("rm");
     host.ok("systemctl daemon-reload");
-    step(7, "watchdog", &mut t);
+    step(8, "watchdog", &mut t);
 
-    // 8. Upgrade keeps the edited config and restarts; remove stops and
+    // 9. Upgrade keeps the edited config and restarts; remove stops and
     // leaves the managed files; purge removes the agent's config.
     let scratch = tempfile::tempdir().expect("tempdir");
     let upgrade = bumped(&deb, scratch.path());
@@ -448,6 +473,6 @@ fn the_package_on_a_booted_systemd_host_through_its_life() {
         "purge removes the config"
     );
     assert!(hosts_toml.is_file(), "purge leaves containerd's files");
-    step(8, "upgrade, remove, purge", &mut t);
+    step(9, "upgrade, remove, purge", &mut t);
     eprintln!("live suite total: {:.1} s", total.elapsed().as_secs_f64());
 }

@@ -1,6 +1,7 @@
 //! The AWS files a hybrid node's credentials flow through: the shared
-//! credentials file the kubelet reads, where the kubelet is told to find
-//! it, and the AWS config nodeadm writes for IAM Roles Anywhere
+//! credentials file a provider refreshes (with SSM the one the kubelet
+//! reads, where it is told to find it), and the AWS config nodeadm writes
+//! for IAM Roles Anywhere
 //! (aws/eks-hybrid v1.0.20 `internal/iamrolesanywhere/aws_config.tpl`).
 //!
 //! Values are never kept: a credentials file is looked at for which keys

@@ -2,7 +2,7 @@
 //! file. No I/O; `now` and thresholds are passed in.
 
 use crate::check::{Check, Status};
-use crate::pki::{format_time, Cert, Validity};
+use crate::pki::{format_time, Cert, KeyError, Validity};
 use std::time::Duration;
 
 use super::DOMAIN;
@@ -39,6 +39,21 @@ impl Kind {
             Kind::IamRa => "IAM Roles Anywhere certificate",
             Kind::RegistryClient => "registry client certificate",
             Kind::Web => "web TLS certificate",
+        }
+    }
+
+    /// What to do when the file at `path` cannot be read as a certificate.
+    pub fn unusable(self, path: &str) -> String {
+        match self {
+            // nodeadm's certificate validator says the same
+            // (`internal/kubelet/certificate_validator.go`).
+            Kind::KubeletServing | Kind::KubeletClient => {
+                format!("delete {path} and restart the kubelet: it requests a new certificate (approve its CSR)")
+            }
+            Kind::ClusterCa => "set spec.cluster.certificateAuthority to the base64 of the cluster's CA PEM (aws eks describe-cluster --query cluster.certificateAuthority.data)".to_owned(),
+            Kind::IamRa => format!("install the node's PEM certificate (issued by the trust anchor's CA) at {path}, or set spec.hybrid.iamRolesAnywhere.certificatePath"),
+            Kind::RegistryClient => format!("install the registry's PEM client certificate at {path}, or fix client_cert in the [[registry]] entry"),
+            Kind::Web => format!("install a PEM certificate at {path}, or fix tls_server_config.cert_file in the web config"),
         }
     }
 
@@ -96,6 +111,36 @@ pub fn validity(id: &str, kind: Kind, path: &str, cert: &Cert, now: i64, warn_da
     }
 }
 
+/// Validity of a bundle read from `path`: judged on its earliest-expiring
+/// certificate (the one the expiry series exports), named when it is not
+/// the first.
+pub fn bundle_validity(
+    id: &str,
+    kind: Kind,
+    path: &str,
+    certs: &[Cert],
+    now: i64,
+    warn_days: u32,
+) -> Check {
+    let Some((i, c)) = certs.iter().enumerate().min_by_key(|(_, c)| c.not_after) else {
+        return Check::new(
+            DOMAIN,
+            id,
+            Status::Fail,
+            format!("{} {path} holds no certificate", kind.what()),
+        );
+    };
+    let mut check = validity(id, kind, path, c, now, warn_days);
+    if i > 0 {
+        check.summary.push_str(&format!(
+            " (certificate {} of {} in the file, the first to expire)",
+            i + 1,
+            certs.len()
+        ));
+    }
+    check
+}
+
 /// The earliest-expiring certificate of a bundle.
 pub fn earliest(certs: &[Cert]) -> Option<&Cert> {
     certs.iter().min_by_key(|c| c.not_after)
@@ -126,6 +171,18 @@ pub fn kubelet_key(id: &str, kind: Kind, path: &str, cert: &Cert, problem: &str)
         ),
     )
     .with_remedy("stop the kubelet, remove /var/lib/kubelet/pki/kubelet-server-* (or kubelet-client-*), start the kubelet and approve its new CSR (kubectl get csr)")
+}
+
+/// A key of a kind the agent cannot parse (`KeyError::Unsupported`: a
+/// PKCS#8 EC key without its public point, P-521, ...) may be the right
+/// one: unknown, not a failure. `key` names it ("the private key /path").
+pub fn key_not_compared(id: &str, key: &str, e: &KeyError) -> Check {
+    Check::new(
+        DOMAIN,
+        id,
+        Status::Unknown,
+        format!("cannot compare the key with the certificate: {key} {e}"),
+    )
 }
 
 /// The kubelet certificate does not chain to the cluster CA.
@@ -213,18 +270,50 @@ fn threshold(d: Duration) -> String {
     }
 }
 
-/// The verdict on the credentials file the kubelet reads. `refresher`
-/// names what rewrites it.
-pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &str) -> Check {
+/// Who reads a provider's credentials file, and what breaks when it is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileReader {
+    /// SSM: the kubelet's aws-iam-authenticator reads the file the SSM
+    /// agent refreshes.
+    Ssm,
+    /// IAM Roles Anywhere: the kubelet authenticates with
+    /// `aws_signing_helper credential-process` (AWS_CONFIG_FILE and
+    /// AWS_PROFILE in its kubeconfig), not the file; the file is read by
+    /// ecr-credential-provider and pods mounting `/eks-hybrid/.aws`.
+    IamRa,
+}
+
+impl FileReader {
+    /// What a missing, incomplete or expired file breaks.
+    pub fn impact(self) -> &'static str {
+        match self {
+            FileReader::Ssm => "the kubelet (aws-iam-authenticator) cannot authenticate to the cluster",
+            FileReader::IamRa => "ECR image pulls (ecr-credential-provider) and pods mounting /eks-hybrid/.aws get no valid credentials (the kubelet itself authenticates with aws_signing_helper credential-process)",
+        }
+    }
+}
+
+/// The verdict on a provider's AWS credentials file. `refresher` names
+/// what rewrites it; `reader` who reads it.
+pub fn credentials_file(
+    path: &str,
+    found: &CredFile,
+    ages: Ages,
+    refresher: &str,
+    reader: FileReader,
+) -> Check {
     let id = "credentials-file";
+    let impact = reader.impact();
     match found {
         CredFile::Missing => Check::new(
             DOMAIN,
             id,
             Status::Fail,
-            format!("the AWS credentials file {path} is missing: the kubelet cannot authenticate to the cluster"),
+            format!("the AWS credentials file {path} is missing: {impact}"),
         )
-        .with_remedy(format!("{refresher} writes it: check that it runs (systemctl status) and its journal")),
+        .with_remedy(format!(
+            "{refresher} writes it: check that it runs (systemctl status) and its journal"
+        )),
         CredFile::Unreadable(e) => Check::new(
             DOMAIN,
             id,
@@ -239,7 +328,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     id,
                     Status::Fail,
                     format!(
-                        "the AWS credentials file {path} has no {} in its [default] profile",
+                        "the AWS credentials file {path} has no {} in its [default] profile: {impact}",
                         missing.join(", ")
                     ),
                 )
@@ -251,7 +340,7 @@ pub fn credentials_file(path: &str, found: &CredFile, ages: Ages, refresher: &st
                     id,
                     Status::Fail,
                     format!(
-                        "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {})",
+                        "the AWS credentials file {path} was last refreshed {mins} minutes ago: the credentials in it have expired (older than {}): {impact}",
                         threshold(ages.fail)
                     ),
                 )

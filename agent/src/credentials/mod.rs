@@ -25,8 +25,8 @@ use crate::domain::Domain;
 use crate::edge::systemctl::ServiceManager;
 use crate::facts::Facts;
 use crate::host::Host;
-use certs::{Findings, Watch};
-use checks::{Ages, Kind};
+use certs::Findings;
+use checks::Ages;
 use metrics::Metrics;
 use prometheus_client::registry::Registry;
 use std::path::PathBuf;
@@ -87,9 +87,9 @@ impl CredentialsDomain {
         self.provider(nc, now, now_secs, &mut f);
         let roots = certs::check_cluster_ca(&self.host, nc, now_secs, warn_days, &mut f);
         certs::check_kubelet(&self.host, &roots, now_secs, warn_days, &mut f);
-        self.registry_clients(now_secs, &mut f);
-        self.web(now_secs, &mut f);
-        self.export(&f);
+        certs::check_registry_clients(&self.host, &self.clients, now_secs, warn_days, &mut f);
+        certs::check_web(&self.host, &self.web_config, now_secs, warn_days, &mut f);
+        self.metrics.export(&f);
         f.checks
     }
 
@@ -157,122 +157,6 @@ impl CredentialsDomain {
                 )
                 .with_remedy("a hybrid node needs one of them to authenticate to the cluster"),
             ),
-        }
-    }
-
-    fn registry_clients(&self, now: i64, f: &mut Findings) {
-        for (host, cert, key) in &self.clients {
-            let id = format!("registry-client/{host}");
-            let path = cert.display().to_string();
-            let w = Watch {
-                id: &id,
-                kind: Kind::RegistryClient,
-                registry: host,
-                path: &path,
-                now,
-                warn_days: self.settings.warn_days,
-            };
-            let (certs, mut check) = match w.run(&self.host, f) {
-                Ok(x) => x,
-                Err(c) if c.status == Status::NotApplicable => {
-                    f.checks.push(Check::new(DOMAIN, id, Status::Fail, format!("registry {host}: client_cert {path} does not exist"))
-                        .with_remedy("install the client certificate, or remove client_cert/client_key from the [[registry]] entry"));
-                    continue;
-                }
-                Err(c) => {
-                    f.checks.push(c);
-                    continue;
-                }
-            };
-            if let Some(key) = key {
-                let matched = self
-                    .host
-                    .read_pem_file(key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        crate::pki::key_matches(&certs[0], &b)
-                            .map_err(|e| format!("{} {e}", key.display()))
-                    });
-                let labels = certs::labels(Kind::RegistryClient, host);
-                match matched {
-                    Ok(true) => f.key_match.push((labels, 1)),
-                    Ok(false) => {
-                        f.key_match.push((labels, 0));
-                        check = checks::worst(check, Check::new(DOMAIN, id.clone(), Status::Fail, format!("registry {host}: client_key {} does not belong to client_cert {path}", key.display()))
-                            .with_remedy("install the key the client certificate was issued for"));
-                    }
-                    Err(e) => {
-                        check = checks::worst(
-                            check,
-                            Check::new(
-                                DOMAIN,
-                                id.clone(),
-                                Status::Fail,
-                                format!("registry {host}: cannot compare the client key: {e}"),
-                            ),
-                        );
-                    }
-                }
-            }
-            f.checks.push(check);
-        }
-    }
-
-    fn web(&self, now: i64, f: &mut Findings) {
-        if self.web_config.is_empty() {
-            return;
-        }
-        let path = std::path::Path::new(&self.web_config);
-        let cert = match crate::metrics::webconfig::load(&self.host, path) {
-            Ok(w) => w.cert_file,
-            Err(e) => {
-                f.checks.push(Check::new(
-                    DOMAIN,
-                    "web",
-                    Status::Unknown,
-                    format!("cannot read the web config: {e}"),
-                ));
-                return;
-            }
-        };
-        let Some(cert) = cert else {
-            f.checks.push(Check::not_applicable(
-                DOMAIN,
-                "web",
-                "the web config sets no TLS: plain HTTP",
-            ));
-            return;
-        };
-        let path = cert.display().to_string();
-        let w = Watch {
-            id: "web",
-            kind: Kind::Web,
-            registry: "",
-            path: &path,
-            now,
-            warn_days: self.settings.warn_days,
-        };
-        let check = match w.run(&self.host, f) {
-            Ok((_, c)) | Err(c) => c,
-        };
-        f.checks.push(check);
-    }
-
-    /// Replaces the exported series with this run's.
-    fn export(&self, f: &Findings) {
-        let m = &self.metrics;
-        m.clear();
-        for (l, v) in &f.expiry {
-            m.expiry.get_or_create(l).set(*v);
-        }
-        for (l, v) in &f.chain_ok {
-            m.chain_ok.get_or_create(l).set(*v);
-        }
-        for (l, v) in &f.key_match {
-            m.key_match.get_or_create(l).set(*v);
-        }
-        for (l, v) in &f.file_age {
-            m.file_age.get_or_create(l).set(*v);
         }
     }
 }

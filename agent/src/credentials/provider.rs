@@ -4,7 +4,7 @@
 
 use super::awsfiles::{self, parse_aws_config};
 use super::certs::{labels, Findings, Watch};
-use super::checks::{self, Ages, CredFile, Kind};
+use super::checks::{self, Ages, CredFile, FileReader, Kind};
 use super::metrics::ProviderLabels;
 use super::ssm;
 use super::DOMAIN;
@@ -80,6 +80,7 @@ impl Ctx<'_> {
         path: &str,
         ages: Ages,
         refresher: &str,
+        reader: FileReader,
     ) {
         let found = awsfiles::read_credentials(self.host, path, self.now);
         if let CredFile::Read { age, .. } = &found {
@@ -89,7 +90,7 @@ impl Ctx<'_> {
         f.checks.push(if found == CredFile::Missing && !self.initialized() {
             Check::not_applicable(DOMAIN, "credentials-file", format!("no AWS credentials file at {path} yet: {refresher} writes it after nodeadm init"))
         } else {
-            checks::credentials_file(path, &found, ages, refresher)
+            checks::credentials_file(path, &found, ages, refresher, reader)
         });
     }
 }
@@ -123,7 +124,7 @@ pub fn check_ssm(cx: &Ctx<'_>, region: &str, credentials_link: bool, f: &mut Fin
             .with_remedy("nodeadm install <version> --credential-provider ssm installs it")
         }
     });
-    let unit = install.map_or(ssm::INSTALLS[1].unit, |i| i.unit);
+    let unit = ssm::unit(cx.host);
     f.checks.push(cx.service(
         "ssm/service",
         unit,
@@ -157,6 +158,7 @@ pub fn check_ssm(cx: &Ctx<'_>, region: &str, credentials_link: bool, f: &mut Fin
         &path,
         cx.ssm_ages,
         &format!("the SSM agent ({unit})"),
+        FileReader::Ssm,
     );
     if credentials_link {
         f.checks.push(check_ssm_link(cx));
@@ -254,14 +256,16 @@ pub fn check_iam_ra(
         Check::new(DOMAIN, "iam-ra/signing-helper", Status::Fail, format!("enableCredentialsFile is on but {SIGNING_HELPER_UNIT_FILE} is missing"))
             .with_remedy("rerun nodeadm init: it writes and starts the aws_signing_helper_update service")
     });
-    let path = awsfiles::kubelet_credentials_file(cx.host)
-        .unwrap_or_else(|| EKS_HYBRID_CREDENTIALS.to_owned());
+    // Always this path: the helper unit writes it (`--credentials-file`,
+    // `internal/iamrolesanywhere/daemon.go`) and nodeadm never points the
+    // kubelet at it, which authenticates through credential_process.
     cx.credentials_file(
         f,
         "iam-ra",
-        &path,
+        EKS_HYBRID_CREDENTIALS,
         cx.iam_ra_ages,
         "aws_signing_helper update (aws_signing_helper_update.service)",
+        FileReader::IamRa,
     );
 }
 
@@ -286,6 +290,9 @@ fn check_key(host: &Host, leaf: &crate::pki::Cert, key_path: &str, f: &mut Findi
     let matched = crate::pki::key_matches(leaf, &bytes);
     drop(bytes);
     match matched {
+        Err(e) if e.is_unsupported() => {
+            checks::key_not_compared(id, &format!("the private key {key_path}"), &e)
+        }
         Err(e) => Check::new(
             DOMAIN,
             id,

@@ -5,18 +5,19 @@
 use crate::host::Host;
 use serde::Deserialize;
 
-/// Where each install puts the agent (`internal/ssm/config.go`) and the
-/// unit it runs as (`internal/ssm/daemon.go`, `setDaemonName`).
+/// Where each install puts the agent, in the order nodeadm looks
+/// (`internal/ssm/config.go`: the package's binary first), and the unit
+/// each runs as.
 pub const INSTALLS: [Install; 2] = [
-    Install {
-        how: "snap",
-        binary: "/snap/amazon-ssm-agent/current/amazon-ssm-agent",
-        unit: "snap.amazon-ssm-agent.amazon-ssm-agent",
-    },
     Install {
         how: "package",
         binary: "/usr/bin/amazon-ssm-agent",
         unit: "amazon-ssm-agent",
+    },
+    Install {
+        how: "snap",
+        binary: "/snap/amazon-ssm-agent/current/amazon-ssm-agent",
+        unit: "snap.amazon-ssm-agent.amazon-ssm-agent",
     },
 ];
 
@@ -36,9 +37,30 @@ pub struct Install {
     pub unit: &'static str,
 }
 
-/// The install present under the root, the snap first (nodeadm's order).
+/// The install present under the root, in nodeadm's order (the package
+/// first).
 pub fn installed(host: &Host) -> Option<Install> {
     INSTALLS.into_iter().find(|i| host.exists(i.binary))
+}
+
+/// The unit nodeadm runs the agent as, which it picks by OS, not by the
+/// binary it found (`internal/ssm/daemon.go`, `setDaemonName`): the snap's
+/// on Ubuntu when the snap is installed, else `amazon-ssm-agent`.
+pub fn unit(host: &Host) -> &'static str {
+    let ubuntu = host
+        .read_small("/etc/os-release", 64 * 1024)
+        .is_ok_and(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("ID="))
+                .any(|v| v.trim_matches('"').trim_matches('\'') == "ubuntu")
+        });
+    let snap = INSTALLS[1];
+    if ubuntu && host.exists(snap.binary) {
+        snap.unit
+    } else {
+        INSTALLS[0].unit
+    }
 }
 
 /// The registration file's fields nodeadm reads.

@@ -228,6 +228,13 @@ fn iam_ra_with_credentials_file_checks_the_helper_the_config_and_the_file() {
     );
     rig.write(provider::EKS_HYBRID_CREDENTIALS, &credentials_text());
     rig.age(provider::EKS_HYBRID_CREDENTIALS, 70);
+    // nodeadm never sets this for IAM Roles Anywhere; were it set, the
+    // file the helper refreshes is still the one to watch.
+    rig.write(
+        "/etc/eks/kubelet/environment",
+        "AWS_SHARED_CREDENTIALS_FILE=\"/etc/eks/creds\"\n",
+    );
+    rig.write("/etc/eks/creds", &credentials_text());
     let checks = rig.run();
     let h = find(&checks, "iam-ra/signing-helper");
     assert_eq!(h.status, Status::Fail, "{h:?}");
@@ -244,7 +251,12 @@ fn iam_ra_with_credentials_file_checks_the_helper_the_config_and_the_file() {
     assert_eq!(f.status, Status::Fail, "{f:?}");
     assert!(
         f.summary
-            .contains("70 minutes ago: the credentials in it have expired (older than 60 minutes)"),
+            .contains("/eks-hybrid/.aws/credentials was last refreshed 70 minutes ago: the credentials in it have expired (older than 60 minutes): ECR image pulls (ecr-credential-provider)"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        !f.summary.contains("kubelet cannot authenticate"),
         "{}",
         f.summary
     );
@@ -279,7 +291,8 @@ fn ssm_agent_registration_and_credentials_file() {
         &[("snap.amazon-ssm-agent.amazon-ssm-agent", "active")],
         Config::default(),
     );
-    rig.write(ssm::INSTALLS[0].binary, "");
+    rig.write(ssm::INSTALLS[1].binary, "");
+    rig.write("/etc/os-release", "NAME=\"Ubuntu\"\nID=ubuntu\n");
     rig.write(
         ssm::REGISTRATION,
         r#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"us-west-2"}"#,
@@ -301,7 +314,7 @@ fn ssm_agent_registration_and_credentials_file() {
         &[("amazon-ssm-agent", "inactive")],
         Config::default(),
     );
-    rig.write(ssm::INSTALLS[1].binary, "");
+    rig.write(ssm::INSTALLS[0].binary, "");
     rig.write(
         ssm::REGISTRATION,
         r#"{"ManagedInstanceID":"mi-0123456789abcdef0","Region":"us-west-2"}"#,
@@ -336,8 +349,9 @@ fn ssm_agent_registration_and_credentials_file() {
     let f = find(&checks, "credentials-file");
     assert_eq!(f.status, Status::Fail, "{f:?}");
     assert!(
-        f.summary
-            .contains("/etc/eks/creds has no aws_session_token"),
+        f.summary.contains(
+            "/etc/eks/creds has no aws_session_token in its [default] profile: the kubelet (aws-iam-authenticator) cannot authenticate"
+        ),
         "{}",
         f.summary
     );
@@ -417,6 +431,164 @@ fn registry_client_and_web_certificates_are_watched() {
         find(&checks, "registry-client/harbor.example.internal").status,
         Status::Warn
     );
+    // The web key gone: the web server's problem, the expiry still told.
+    std::fs::remove_file(rig.dir.path().join("etc/hybrid-node-agent/web.key")).expect("rm");
+    let checks = rig.run();
+    let w = find(&checks, "web");
+    assert_eq!(w.status, Status::Fail, "{w:?}");
+    assert!(w.summary.contains("expired on"), "{}", w.summary);
+}
+
+#[test]
+fn a_bundle_is_judged_on_its_earliest_certificate() {
+    // The IAM Roles Anywhere certificate with its intermediate CA after it:
+    // the leaf has a year, the intermediate 5 days.
+    let ca = Ca::new("intermediate CA", 5);
+    let (cert, key) = ca.leaf("rack12-node07", -1, 365);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write("/etc/iam/pki/server.pem", &format!("{cert}{}", ca.pem));
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    let checks = rig.run();
+    let c = find(&checks, "iam-ra/certificate");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.summary.contains("CN=intermediate CA")
+            && c.summary
+                .contains("certificate 2 of 2 in the file, the first to expire"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(find(&checks, "iam-ra/key").status, Status::Pass);
+}
+
+#[test]
+fn an_unusable_certificate_file_gets_the_remedy_for_its_kind() {
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], Config::default());
+    rig.write_key(certs::KUBELET_SERVING, "not a certificate\n");
+    let checks = rig.run();
+    let s = find(&checks, "kubelet/serving");
+    assert_eq!(s.status, Status::Fail, "{s:?}");
+    assert_eq!(
+        s.remedy.as_deref(),
+        Some("delete /var/lib/kubelet/pki/kubelet-server-current.pem and restart the kubelet: it requests a new certificate (approve its CSR)")
+    );
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write("/etc/iam/pki/server.pem", "not a certificate\n");
+    let checks = rig.run();
+    let c = find(&checks, "iam-ra/certificate");
+    assert!(
+        c.remedy.as_deref().is_some_and(|r| r
+            .contains("certificate (issued by the trust anchor's CA) at /etc/iam/pki/server.pem")),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn a_key_of_a_kind_the_agent_cannot_read_is_unknown_not_failed() {
+    let odd = crate::pki::tests::p256_pkcs8_without_public_point();
+    let words = "cannot compare the key with the certificate: ";
+    // IAM Roles Anywhere.
+    let ca = Ca::new("trust anchor CA", 3650);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    rig.write(
+        "/etc/iam/pki/server.pem",
+        &ca.leaf("rack12-node07", -1, 365).0,
+    );
+    rig.write_key("/etc/iam/pki/server.key", &odd);
+    let checks = rig.run();
+    let k = find(&checks, "iam-ra/key");
+    assert_eq!(k.status, Status::Unknown, "{k:?}");
+    assert!(
+        k.summary.contains(&format!(
+            "{words}the private key /etc/iam/pki/server.key holds"
+        )),
+        "{}",
+        k.summary
+    );
+    // The kubelet's file: the certificate with such a key after it.
+    let cluster = Ca::new("kubernetes", 3650);
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], Config::default());
+    let (cert, _) = cluster.leaf("system:node:mi-0123456789abcdef0", -1, 365);
+    rig.write_key(certs::KUBELET_SERVING, &format!("{cert}{odd}"));
+    let checks = rig.run();
+    let s = find(&checks, "kubelet/serving");
+    assert_eq!(s.status, Status::Unknown, "{s:?}");
+    assert!(s.summary.contains(words), "{}", s.summary);
+    // A registry client key.
+    let config = crate::config::parse(
+        Path::new("config.toml"),
+        "[[registry]]\nhost = \"harbor.example.internal\"\nclient_cert = \"/etc/pki/harbor-client.pem\"\nclient_key = \"/etc/pki/harbor-client.key\"\n",
+    )
+    .expect("config");
+    let mut rig = Rig::new(ssm_nodeconfig("us-west-2"), &[], config);
+    rig.write(
+        "/etc/pki/harbor-client.pem",
+        &ca.leaf("node-client", -1, 365).0,
+    );
+    rig.write_key("/etc/pki/harbor-client.key", &odd);
+    let checks = rig.run();
+    let r = find(&checks, "registry-client/harbor.example.internal");
+    assert_eq!(r.status, Status::Unknown, "{r:?}");
+    assert!(r.summary.contains(words), "{}", r.summary);
+    // No key at all is still a failure.
+    rig.write_key("/etc/pki/harbor-client.key", "not a key\n");
+    let r = rig
+        .run()
+        .into_iter()
+        .find(|c| c.id == "registry-client/harbor.example.internal")
+        .expect("registry check");
+    assert_eq!(r.status, Status::Fail, "{r:?}");
+}
+
+#[test]
+fn series_are_updated_in_place_and_only_vanished_ones_removed() {
+    let ca = Ca::new("trust anchor CA", 3650);
+    let mut rig = Rig::new(iam_ra_nodeconfig(false), &[], Config::default());
+    let (cert, key) = ca.leaf("rack12-node07", -1, 365);
+    rig.write("/etc/iam/pki/server.pem", &cert);
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    rig.run();
+    let labels = certs::labels(checks::Kind::IamRa, "");
+    // The series a scrape reads: it must be the one the next run sets, not
+    // a replacement made after a gap.
+    let live = rig.domain.metrics.expiry.get_or_create(&labels).clone();
+    let first = live.get();
+    let (cert, key) = ca.leaf("rack12-node07", -1, 200);
+    rig.write("/etc/iam/pki/server.pem", &cert);
+    rig.write_key("/etc/iam/pki/server.key", &key);
+    rig.run();
+    assert!(
+        live.get() < first - 100.0 * 86_400.0,
+        "the exported gauge was replaced, not set: {} vs {first}",
+        live.get()
+    );
+    // A certificate that is gone takes its series with it.
+    std::fs::remove_file(rig.dir.path().join("etc/iam/pki/server.pem")).expect("rm");
+    rig.run();
+    let scrape = rig.scrape();
+    assert!(!scrape.contains("kind=\"iam-ra\""), "{scrape}");
+}
+
+#[test]
+fn the_ssm_install_is_found_and_its_unit_picked_as_nodeadm_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = Host::new(dir.path());
+    let write = |p: &str, t: &str| {
+        let p = dir.path().join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, t).expect("write");
+    };
+    // The snap alone, not on Ubuntu: nodeadm still runs amazon-ssm-agent.
+    write(ssm::INSTALLS[1].binary, "");
+    write("/etc/os-release", "ID=\"rhel\"\n");
+    assert_eq!(ssm::installed(&host).map(|i| i.how), Some("snap"));
+    assert_eq!(ssm::unit(&host), "amazon-ssm-agent");
+    // Both installed on Ubuntu: the package is found first, the unit is
+    // the snap's (Ubuntu with the snap).
+    write(ssm::INSTALLS[0].binary, "");
+    write("/etc/os-release", "NAME=\"Ubuntu\"\nID=ubuntu\n");
+    assert_eq!(ssm::installed(&host).map(|i| i.how), Some("package"));
+    assert_eq!(ssm::unit(&host), "snap.amazon-ssm-agent.amazon-ssm-agent");
 }
 
 #[test]

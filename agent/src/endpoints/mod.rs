@@ -178,21 +178,8 @@ impl EndpointsDomain {
     /// PEM), else the file nodeadm wrote at init. `Err((true, why))`: a CA
     /// was given but cannot be used; `(false, why)`: none is known yet.
     fn cluster_ca(&self, nc: Option<&Loaded>) -> Result<String, (bool, String)> {
-        use base64::Engine;
-        let b64 = nc.map_or("", |nc| {
-            nc.config.spec.cluster.certificate_authority.as_str()
-        });
-        if !b64.is_empty() {
-            let engine = base64::engine::GeneralPurpose::new(
-                &base64::alphabet::STANDARD,
-                base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-            );
-            let pem = engine.decode(b64).map_err(|e| {
-                (
-                    true,
-                    format!("spec.cluster.certificateAuthority is not base64: {e}"),
-                )
-            })?;
+        if let Some(pem) = nc.and_then(|nc| nc.config.cluster_ca_pem()) {
+            let pem = pem.map_err(|e| (true, e.to_string()))?;
             if !crate::tls::has_certificate(&pem) {
                 // nodeadm: "failed to parse Cluster CA certificate".
                 return Err((

@@ -117,44 +117,60 @@ pub enum WebConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// Loads `path` (a host path). Errors name the file, and the line and
-/// column for YAML errors.
-pub fn load(host: &Host, path: &Path) -> Result<WebConfig, WebConfigError> {
+/// Reads and deserializes `path` (a host path); nothing it names is read.
+fn parse(host: &Host, path: &Path) -> Result<File, WebConfigError> {
     let bytes = host
         .read_small(path, crate::host::MAX_PEM_FILE)
         .map_err(WebConfigError::Read)?;
     let text = String::from_utf8(bytes).map_err(|_| WebConfigError::NotUtf8 {
         path: path.to_owned(),
     })?;
-    let file: File = if text.trim().is_empty() {
-        File::default()
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            let msg = e.to_string();
-            let msg = msg.lines().next().unwrap_or("");
-            let msg = msg
-                .split_once(": ")
-                .filter(|(p, _)| p.starts_with("line "))
-                .map_or(msg, |(_, m)| m);
-            WebConfigError::Syntax {
-                path: path.to_owned(),
-                at,
-                message: msg.to_owned(),
-            }
-        })?
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let resolve = |p: &Path| {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            dir.join(p)
+    if text.trim().is_empty() {
+        return Ok(File::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        let msg = e.to_string();
+        let msg = msg.lines().next().unwrap_or("");
+        let msg = msg
+            .split_once(": ")
+            .filter(|(p, _)| p.starts_with("line "))
+            .map_or(msg, |(_, m)| m);
+        WebConfigError::Syntax {
+            path: path.to_owned(),
+            at,
+            message: msg.to_owned(),
         }
-    };
+    })
+}
+
+/// `p` as named in the web config at `path`: relative to its directory.
+fn resolve_in(path: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        path.parent().unwrap_or(Path::new("/")).join(p)
+    }
+}
+
+/// `tls_server_config.cert_file` of the web config at `path` (host path),
+/// resolved, for watching its expiry: the config is only deserialized, the
+/// key and certificates are not read (a problem with them is the web
+/// server's to report, and must not hide the expiry).
+pub fn cert_file(host: &Host, path: &Path) -> Result<Option<PathBuf>, WebConfigError> {
+    Ok(parse(host, path)?
+        .tls_server_config
+        .map(|t| resolve_in(path, &t.cert_file)))
+}
+
+/// Loads `path` (a host path). Errors name the file, and the line and
+/// column for YAML errors.
+pub fn load(host: &Host, path: &Path) -> Result<WebConfig, WebConfigError> {
+    let file = parse(host, path)?;
+    let resolve = |p: &Path| resolve_in(path, p);
     let mut out = WebConfig {
         files: vec![path.to_owned()],
         ..WebConfig::default()

@@ -173,7 +173,45 @@ pub struct Instance {
     pub local_storage: Option<serde_json::Value>,
 }
 
+/// Why `spec.cluster.certificateAuthority` cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterCaError {
+    #[error("spec.cluster.certificateAuthority is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+}
+
 impl NodeConfig {
+    /// The cluster CA PEM bytes from `spec.cluster.certificateAuthority`,
+    /// decoded as nodeadm's Go (`encoding/base64.StdEncoding`) does: CR and
+    /// LF skipped anywhere, full padding, non-zero trailing bits tolerated
+    /// (the decoder, `nodeconfig::decode`, accepts the same). `None` when
+    /// the field is empty. The bytes are not checked to be PEM.
+    pub fn cluster_ca_pem(&self) -> Option<Result<Vec<u8>, ClusterCaError>> {
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        use base64::Engine;
+        let b64: String = self
+            .spec
+            .cluster
+            .certificate_authority
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n'))
+            .collect();
+        if b64.trim().is_empty() {
+            return None;
+        }
+        let engine = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new()
+                .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+                .with_decode_allow_trailing_bits(true),
+        );
+        Some(
+            engine
+                .decode(b64.as_bytes())
+                .map_err(ClusterCaError::NotBase64),
+        )
+    }
+
     /// The kubelet flag values for `name` (`--name=value` or `--name value`).
     pub fn kubelet_flag_values(&self, name: &str) -> Vec<&str> {
         let flags = &self.spec.kubelet.flags;
@@ -282,5 +320,62 @@ impl Loaded {
             format,
             loaded_at: SystemTime::now(),
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use base64::Engine;
+
+    /// Base64 of `bytes` (whose length is not a multiple of 3) with the
+    /// unused low bits of the last symbol set: Go decodes it, a strict
+    /// decoder refuses it.
+    pub(crate) fn with_trailing_bits(bytes: &[u8]) -> String {
+        assert_ne!(bytes.len() % 3, 0, "needs padding to have trailing bits");
+        let mut b64 = base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into_bytes();
+        let last = b64.iter().rposition(|c| *c != b'=').expect("a symbol");
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let i = ALPHABET
+            .iter()
+            .position(|c| *c == b64[last])
+            .expect("alphabet");
+        b64[last] = ALPHABET[i | 1];
+        String::from_utf8(b64).expect("ascii")
+    }
+
+    fn with_ca(ca: &str) -> NodeConfig {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "spec": {"cluster": {"name": "c", "certificateAuthority": ca}}
+        }))
+        .expect("nodeconfig")
+    }
+
+    #[test]
+    fn the_cluster_ca_is_decoded_as_go_does() {
+        let mut pem = b"-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n".to_vec();
+        while pem.len() % 3 == 0 {
+            pem.push(b'\n');
+        }
+        let odd = with_trailing_bits(&pem);
+        assert!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&odd)
+                .is_err(),
+            "a strict decoder refuses {odd}"
+        );
+        assert_eq!(with_ca(&odd).cluster_ca_pem(), Some(Ok(pem.clone())));
+        // Go skips CR and LF anywhere.
+        let wrapped = format!("{}\r\n{}\n", &odd[..8], &odd[8..]);
+        assert_eq!(with_ca(&wrapped).cluster_ca_pem(), Some(Ok(pem)));
+        assert_eq!(with_ca("").cluster_ca_pem(), None);
+        assert!(matches!(
+            with_ca("not base64!").cluster_ca_pem(),
+            Some(Err(ClusterCaError::NotBase64(_)))
+        ));
     }
 }

@@ -110,3 +110,23 @@ fn kubelet_serving_file_key_must_belong_to_its_certificate() {
         }
     }
 }
+
+#[test]
+fn a_cluster_ca_whose_base64_has_trailing_bits_is_read_as_nodeadm_does() {
+    let cluster = Ca::new("kubernetes", 3650);
+    let mut pem = cluster.pem.clone();
+    while pem.len() % 3 == 0 {
+        pem.push('\n');
+    }
+    let b64 = crate::model::nodeconfig::tests::with_trailing_bits(pem.as_bytes());
+    let mut nc = ssm_nodeconfig("us-west-2");
+    nc["spec"]["cluster"]["certificateAuthority"] = b64.into();
+    let mut rig = Rig::new(nc, &[], Config::default());
+    let (cert, key) = cluster.leaf("system:node:mi-0123456789abcdef0", -1, 365);
+    rig.write_key(certs::KUBELET_SERVING, &format!("{cert}{key}"));
+    let checks = rig.run();
+    let ca = find(&checks, "cluster-ca");
+    assert_eq!(ca.status, Status::Pass, "{ca:?}");
+    let s = find(&checks, "kubelet/serving");
+    assert!(s.summary.contains("chains to the cluster CA"), "{s:?}");
+}
