@@ -274,27 +274,59 @@ pub fn node_ip(derived: &Result<NodeIp, NodeIpError>, remote_node_networks: &[Ci
     }
 }
 
+/// Interface name prefixes of the CNIs a hybrid node runs (Cilium, Calico,
+/// Flannel and the bridge plugin): their routes and addresses *are* the pod
+/// networks once the CNI is up, not a collision with the site's.
+/// `cilium_host`/`cilium_vxlan`/`lxc*` (Cilium), `cali*`, `vxlan.calico`,
+/// `vxlan-v6.calico`, `wireguard.cali`, `tunl0` (Calico), `flannel.*`,
+/// `cni0` (Flannel, bridge).
+pub const CNI_INTERFACE_PREFIXES: &[&str] = &[
+    "cilium_",
+    "lxc",
+    "cali",
+    "vxlan.calico",
+    "vxlan-v6.calico",
+    "wireguard.cali",
+    "tunl0",
+    "flannel",
+    "cni0",
+];
+
+/// Whether `interface` belongs to a CNI ([`CNI_INTERFACE_PREFIXES`]).
+pub fn is_cni_interface(interface: &str) -> bool {
+    CNI_INTERFACE_PREFIXES
+        .iter()
+        .any(|p| interface.starts_with(p))
+}
+
 /// The host's routes and addresses that fall in a remote pod network, in
-/// words (`route 10.200.0.0/16 on tun0 overlaps …`).
+/// words (`route 10.200.0.0/16 on tun0 overlaps …`). The CNI's own
+/// interfaces are skipped. A route counts when it lies inside the pod
+/// network, or when it is on-link (no gateway) and overlaps it: a wider
+/// route through a gateway (`0.0.0.0/1` of a VPN, `10.0.0.0/8` via the
+/// site's router) is how pod traffic may leave, and the CNI's more specific
+/// routes win over it.
 pub fn pod_overlaps(pods: &[Cidr], host: &HostNetworks) -> Vec<String> {
     let mut out = Vec::new();
     for p in pods {
         for r in &host.routes {
-            // The default route overlaps everything: it is how pod traffic
-            // is meant to leave, not a conflict.
-            if r.prefix_len == 0 {
+            if is_cni_interface(&r.interface) {
                 continue;
             }
             let c = Cidr {
                 net: IpAddr::V4(r.destination),
                 len: r.prefix_len,
             };
-            if c.overlaps(p) {
+            let inside = r.prefix_len >= p.len && p.contains(c.net);
+            // The default route overlaps everything: never a conflict.
+            let on_link = r.gateway.is_none() && r.prefix_len > 0 && c.overlaps(p);
+            if inside || on_link {
                 out.push(format!("route {c} on {} overlaps {p}", r.interface));
             }
         }
         for a in &host.addresses {
-            if p.contains(a.address) && !a.address.is_loopback() {
+            if p.contains(a.address) && !a.address.is_loopback() && !is_cni_interface(&a.interface)
+            {
                 out.push(format!(
                     "address {} on {} is inside {p}",
                     a.address, a.interface

@@ -473,3 +473,41 @@ fn the_domain_judges_configured_networks_and_exports_them() {
         "{m}"
     );
 }
+
+#[test]
+fn the_cnis_own_routes_and_wider_gateway_routes_are_no_pod_overlap() {
+    let mut host = site();
+    let route = |interface: &str, dst: [u8; 4], prefix_len: u8, gw: Option<[u8; 4]>| KernelRoute {
+        interface: interface.into(),
+        destination: Ipv4Addr::from(dst),
+        prefix_len,
+        gateway: gw.map(Ipv4Addr::from),
+    };
+    host.routes.extend([
+        // Cilium: the pod CIDR via cilium_host, an address on it.
+        route("cilium_host", [10, 85, 0, 0], 24, Some([10, 85, 0, 126])),
+        route("cilium_host", [10, 85, 0, 126], 32, None),
+        // Calico: VXLAN and per-pod routes.
+        route("vxlan.calico", [10, 85, 1, 0], 26, Some([10, 85, 1, 0])),
+        route("cali1234abcd", [10, 85, 0, 9], 32, None),
+        // OpenVPN's redirect-gateway halves, a site supernet via a router.
+        route("tun1", [0, 0, 0, 0], 1, Some([172, 16, 0, 1])),
+        route("tun1", [128, 0, 0, 0], 1, Some([172, 16, 0, 1])),
+        route("eth0", [10, 0, 0, 0], 8, Some([10, 80, 0, 1])),
+    ]);
+    host.addresses.push(InterfaceAddress {
+        interface: "cilium_host".into(),
+        address: "10.85.0.126".parse().expect("ip"),
+        prefix_len: 32,
+    });
+    let pods = [cidr("10.85.0.0/16")];
+    let clash = pod_overlaps(&pods, &host);
+    assert!(clash.is_empty(), "{clash:?}");
+    assert_eq!(pod_networks(&pods, &clash).status, Status::Pass);
+    // An on-link route wider than the pod network still collides.
+    host.routes.push(route("eth1", [10, 0, 0, 0], 8, None));
+    assert_eq!(
+        pod_overlaps(&pods, &host),
+        ["route 10.0.0.0/8 on eth1 overlaps 10.85.0.0/16"]
+    );
+}
