@@ -20,6 +20,7 @@ use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
 use std::collections::BTreeMap;
+use super::files::read_text;
 
 /// A port the node needs let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -106,7 +107,7 @@ pub struct Firewalld {
 
 /// Reads firewalld's configuration; `None` when it is not installed.
 pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
-    let conf = std::fs::read_to_string(host.path("/etc/firewalld/firewalld.conf")).ok();
+    let conf = read_text(host, "/etc/firewalld/firewalld.conf").ok();
     if conf.is_none() && !host.path("/usr/lib/firewalld").is_dir() {
         return None;
     }
@@ -130,8 +131,9 @@ pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if let Some(name) = n.strip_suffix(".xml") {
                     if !m.contains_key(name) {
-                        if let Ok(text) = std::fs::read_to_string(e.path()) {
-                            m.insert(name.to_owned(), (format!("{dir}/{n}"), text));
+                        let path = format!("{dir}/{n}");
+                        if let Ok(text) = read_text(host, &path) {
+                            m.insert(name.to_owned(), (path, text));
                         }
                     }
                 }
@@ -252,13 +254,13 @@ pub fn parse_ufw_rules(text: &str, file: &str) -> Vec<UfwRule> {
 
 /// Reads ufw's configuration; `None` when it is not installed.
 pub fn read_ufw(host: &Host) -> Option<Ufw> {
-    let conf = std::fs::read_to_string(host.path("/etc/ufw/ufw.conf")).ok()?;
+    let conf = read_text(host, "/etc/ufw/ufw.conf").ok()?;
     let enabled = conf.lines().any(|l| {
         l.trim()
             .strip_prefix("ENABLED=")
             .is_some_and(|v| v.trim().trim_matches('"').eq_ignore_ascii_case("yes"))
     });
-    let default_input = std::fs::read_to_string(host.path("/etc/default/ufw"))
+    let default_input = read_text(host, "/etc/default/ufw")
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
@@ -270,7 +272,7 @@ pub fn read_ufw(host: &Host) -> Option<Ufw> {
         .unwrap_or_else(|| "DROP".to_owned());
     let mut rules = Vec::new();
     for f in ["/etc/ufw/user.rules", "/etc/ufw/user6.rules"] {
-        if let Ok(t) = std::fs::read_to_string(host.path(f)) {
+        if let Ok(t) = read_text(host, f) {
             rules.extend(parse_ufw_rules(&t, f));
         }
     }
@@ -325,7 +327,8 @@ impl Ufw {
 pub fn firewalld_on(host: &Host, active: Option<bool>) -> bool {
     active.unwrap_or_else(|| match std::fs::read_dir(host.path("/proc")) {
         Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "firewalld")
+            let comm = format!("/proc/{}/comm", e.file_name().to_string_lossy());
+            read_text(host, &comm).is_ok_and(|c| c.trim() == "firewalld")
         }),
         Err(_) => units::enabled(host, "firewalld.service"),
     })

@@ -8,6 +8,7 @@
 //! behind (`leftovers`). Each family reads and judges in a file of its
 //! own; this module runs them and publishes the metrics.
 
+pub mod files;
 pub mod firewall;
 pub mod leftovers;
 pub mod limits;
@@ -102,7 +103,7 @@ impl PreflightDomain {
                 self.metrics
                     .swap_bytes
                     .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                let fstab = std::fs::read_to_string(self.host.path(swap::FSTAB)).ok();
+                let fstab = files::read_text(&self.host, swap::FSTAB).ok();
                 swap::judge(DOMAIN, &areas, fstab.as_deref(), self.before_init())
             }
             Err(e) => Check::new(DOMAIN, "swap", Status::Unknown, e.to_string())
@@ -217,7 +218,7 @@ impl PreflightDomain {
     }
 
     fn run_leftovers(&self) -> Check {
-        let kubeconfig_server = std::fs::read_to_string(self.host.path(KUBELET_KUBECONFIG))
+        let kubeconfig_server = files::read_text(&self.host, KUBELET_KUBECONFIG)
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {

@@ -17,6 +17,7 @@ use crate::check::{Check, Status};
 use crate::host::Host;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use super::files::read_text;
 
 pub const ENVIRONMENT: &str = "/etc/environment";
 const APT_CONF: &str = "/etc/apt/apt.conf";
@@ -138,7 +139,7 @@ pub fn parse_apt(text: &str, file: &str) -> Vec<Setting> {
 /// The SSM agent's unit where nodeadm installs it: the snap on Ubuntu,
 /// the package elsewhere (proxy_validator.go `validateSSMProxyConfig`).
 fn ssm_unit_for(host: &Host) -> &'static str {
-    let ubuntu = std::fs::read_to_string(host.path("/etc/os-release"))
+    let ubuntu = read_text(host, "/etc/os-release")
         .is_ok_and(|t| t.lines().any(|l| l.trim() == "ID=ubuntu"));
     if ubuntu {
         UNITS[3].0
@@ -153,7 +154,7 @@ fn ssm_unit_for(host: &Host) -> &'static str {
 pub fn gather(host: &Host, ssm: bool) -> Vec<Source> {
     let ssm_unit = ssm_unit_for(host);
     let mut sources = Vec::new();
-    let read = |p: &str| std::fs::read_to_string(host.path(p)).ok();
+    let read = |p: &str| read_text(host, p).ok();
     sources.push(Source {
         name: ENVIRONMENT.to_owned(),
         env: true,

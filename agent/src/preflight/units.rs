@@ -13,6 +13,7 @@
 
 use crate::host::Host;
 use std::collections::BTreeMap;
+use super::files::read_text;
 
 /// The system unit directories, highest precedence first.
 pub const UNIT_DIRS: [&str; 5] = [
@@ -112,7 +113,7 @@ pub fn load(host: &Host, name: &str, section: &str) -> Unit {
         assignments: Vec::new(),
     };
     for path in file.iter().chain(unit.dropins.clone().iter()) {
-        if let Ok(text) = std::fs::read_to_string(host.path(path)) {
+        if let Ok(text) = read_text(host, path) {
             unit.assignments.extend(parse_section(&text, section, path));
         }
     }

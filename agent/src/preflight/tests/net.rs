@@ -66,6 +66,30 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
 }
 
 #[test]
+fn a_fifo_in_apt_conf_d_is_skipped_without_blocking() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(r, "/etc/apt/apt.conf.d/90proxy", "Acquire::https::Proxy \"http://proxy.corp:3128\";\n");
+    let status = std::process::Command::new("mkfifo")
+        .arg(r.join("etc/apt/apt.conf.d/50fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    // No writer ever opens the FIFO: a blocking read would hang forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(proxy::gather(&host, false));
+    });
+    let sources = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("gather returns although a FIFO sits in apt.conf.d");
+    let apt = sources.iter().find(|s| s.name == "apt").expect("apt");
+    assert_eq!(apt.settings.len(), 1, "{apt:?}");
+    assert!(apt.settings[0].at.starts_with("/etc/apt/apt.conf.d/90proxy"));
+}
+
+#[test]
 fn a_proxy_the_kubelet_lacks_fails_and_no_proxy_anywhere_passes() {
     let root = tempfile::tempdir().expect("tmp");
     let host = Host::new(root.path());
