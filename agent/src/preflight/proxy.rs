@@ -229,14 +229,15 @@ pub fn gather(host: &Host, ssm: bool) -> Vec<Source> {
 }
 
 /// `scheme://user:password@host:port` → `scheme://***@host:port`: a
-/// proxy's credentials are never shown.
+/// proxy's credentials are never shown. Everything before the last `@`
+/// is hidden, even past a `/`: a password may hold one unescaped
+/// (`user:pa/ss@proxy`), and hiding a path by mistake costs nothing.
 pub fn redact(v: &str) -> String {
     let (scheme, rest) = match v.find("://") {
         Some(i) => v.split_at(i + 3),
         None => ("", v),
     };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => v.to_owned(),
     }

@@ -159,6 +159,14 @@ fn no_proxy_matches_like_go() {
     assert_eq!(proxy::redact("http://h:1"), "http://h:1");
 }
 
+#[test]
+fn a_password_with_a_slash_is_still_redacted() {
+    let shown = proxy::redact("http://user:pa/ss@proxy:3128");
+    assert_eq!(shown, "http://***@proxy:3128");
+    assert_eq!(proxy::redact("user:p/w@proxy:3128/"), "***@proxy:3128/");
+    assert!(!proxy::redact("https://u:a/b/c@p:1").contains("a/b"));
+}
+
 fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
     firewall::Ufw {
         enabled,
