@@ -48,16 +48,51 @@ pub enum TlsError {
     NotHttp,
 }
 
+/// Why the server's certificate was refused: each has its own remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    /// Expired, or not valid yet, at this host's clock: often the clock.
+    Validity,
+    /// Valid, but for other names than the one dialed.
+    WrongName,
+    /// Does not chain to the trusted roots (or any other refusal).
+    Untrusted,
+}
+
+impl CertProblem {
+    /// The kind of a rustls certificate error.
+    pub fn of(e: &rustls::CertificateError) -> CertProblem {
+        use rustls::CertificateError as C;
+        match e {
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => CertProblem::Validity,
+            C::NotValidForName | C::NotValidForNameContext { .. } => CertProblem::WrongName,
+            _ => CertProblem::Untrusted,
+        }
+    }
+}
+
 impl TlsError {
-    /// The server's certificate does not chain to the trusted roots (or
-    /// is not valid for the name, or expired): the handshake itself worked.
-    pub fn untrusted(&self) -> bool {
+    /// Why the server's certificate was refused, when that is what failed
+    /// (the handshake itself worked): `None` for any other failure.
+    pub fn certificate_problem(&self) -> Option<CertProblem> {
         let TlsError::Handshake(e) = self else {
-            return false;
+            return None;
         };
-        e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)))
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())?
+        {
+            rustls::Error::InvalidCertificate(c) => Some(CertProblem::of(c)),
+            _ => None,
+        }
+    }
+
+    /// The server's certificate was refused (any [`CertProblem`]).
+    pub fn untrusted(&self) -> bool {
+        self.certificate_problem().is_some()
     }
 }
 
@@ -338,6 +373,47 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn each_certificate_refusal_has_its_kind() {
+        use rustls::CertificateError as C;
+        let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_700_000_000));
+        let refused = |c: C| {
+            TlsError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            ))
+            .certificate_problem()
+        };
+        for c in [
+            C::Expired,
+            C::ExpiredContext {
+                time: t,
+                not_after: t,
+            },
+            C::NotValidYet,
+            C::NotValidYetContext {
+                time: t,
+                not_before: t,
+            },
+        ] {
+            assert_eq!(refused(c), Some(CertProblem::Validity));
+        }
+        for c in [
+            C::NotValidForName,
+            C::NotValidForNameContext {
+                expected: ServerName::try_from("api.example").expect("name"),
+                presented: vec!["other.example".into()],
+            },
+        ] {
+            assert_eq!(refused(c), Some(CertProblem::WrongName));
+        }
+        assert_eq!(refused(C::UnknownIssuer), Some(CertProblem::Untrusted));
+        assert_eq!(refused(C::BadSignature), Some(CertProblem::Untrusted));
+        let reset = TlsError::Handshake(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(reset.certificate_problem(), None);
+        assert!(!reset.untrusted());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::DOMAIN;
 use crate::check::{Check, Status};
 use crate::config::cluster::EndpointAccess;
 use crate::config::dns::Cidr;
+use crate::tls::CertProblem;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -45,7 +46,19 @@ fn failed(id: &str, what: &str, trust: &str, f: &Failure, dns_remedy: &str) -> C
             format!("{what}: the CA to verify with cannot be used: {e}"),
             "fix spec.cluster.certificateAuthority in the NodeConfig: base64 of the cluster's PEM CA (aws eks describe-cluster --query cluster.certificateAuthority.data)".to_owned(),
         ),
-        Failure::Untrusted(e) => (
+        Failure::Untrusted { kind: CertProblem::Validity, reason: e } => (
+            format!("{what}: the server's certificate is expired or not yet valid at this host's clock: {e}"),
+            "check this host's clock first (the preflight domain's clock check, `chronyc tracking` or `timedatectl`): a clock off by days makes every certificate look expired or not yet valid; if the clock is right, the certificate presented has expired (or a TLS-inspecting proxy presents a stale one)".to_owned(),
+        ),
+        Failure::Untrusted { kind: CertProblem::WrongName, reason: e } => (
+            format!("{what}: the server's certificate is not for this name: {e}"),
+            if trust.contains("certificateAuthority") {
+                "the certificate is not for this host: check spec.cluster.apiServerEndpoint (aws eks describe-cluster --query cluster.endpoint), and that nothing (a proxy, a load balancer, a stale DNS record) answers in its place".to_owned()
+            } else {
+                "the certificate is not for this host: something answers in the endpoint's place (a DNS record pointing elsewhere, a proxy or firewall): check what the name resolves to and the path toward it".to_owned()
+            },
+        ),
+        Failure::Untrusted { kind: CertProblem::Untrusted, reason: e } => (
             format!("{what}: the server's certificate does not verify against {trust}: {e}"),
             if trust.contains("certificateAuthority") {
                 "the NodeConfig's certificateAuthority is not this cluster's CA, or something in the path (a TLS-inspecting proxy) answers instead: compare with aws eks describe-cluster --query cluster.certificateAuthority.data".to_owned()

@@ -61,8 +61,12 @@ pub enum Failure {
     Proxy { proxy: String, reason: String },
     /// The CA given cannot be used (not PEM, no certificate).
     BadCa(String),
-    /// The server's certificate does not verify against the trust given.
-    Untrusted(String),
+    /// The server's certificate does not verify against the trust given;
+    /// `kind` says why (expired, another name, another CA).
+    Untrusted {
+        kind: crate::tls::CertProblem,
+        reason: String,
+    },
     /// The handshake failed otherwise (protocol, reset, timeout).
     Tls(String),
     /// No HTTP answer after the handshake.
@@ -207,13 +211,14 @@ fn steps(
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| Failure::Tls(format!("{host} is not a TLS server name: {e}")))?;
     let t = Instant::now();
-    let mut session = tls::handshake(tcp, config, name).map_err(|e| {
-        if e.untrusted() {
-            Failure::Untrusted(e.to_string())
-        } else {
-            Failure::Tls(e.to_string())
-        }
-    })?;
+    let mut session =
+        tls::handshake(tcp, config, name).map_err(|e| match e.certificate_problem() {
+            Some(kind) => Failure::Untrusted {
+                kind,
+                reason: e.to_string(),
+            },
+            None => Failure::Tls(e.to_string()),
+        })?;
     p.tls = Some(t.elapsed());
     if let Some(path) = &target.get {
         let request = format!(

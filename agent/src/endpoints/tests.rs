@@ -299,9 +299,10 @@ fn api_failures_each_have_their_own_words() {
             },
         )
     };
-    let c = fail(Failure::Untrusted(
-        "invalid peer certificate: UnknownIssuer".into(),
-    ));
+    let c = fail(Failure::Untrusted {
+        kind: crate::tls::CertProblem::Untrusted,
+        reason: "invalid peer certificate: UnknownIssuer".into(),
+    });
     assert!(
         c.summary
             .contains("does not verify against the NodeConfig's certificateAuthority"),
@@ -509,5 +510,77 @@ fn the_cnis_own_routes_and_wider_gateway_routes_are_no_pod_overlap() {
     assert_eq!(
         pod_overlaps(&pods, &host),
         ["route 10.0.0.0/8 on eth1 overlaps 10.85.0.0/16"]
+    );
+}
+
+#[test]
+fn an_expired_or_misnamed_certificate_is_not_called_the_wrong_ca() {
+    use crate::tls::CertProblem;
+    let untrusted = |kind, reason: &str| Failure::Untrusted {
+        kind,
+        reason: reason.into(),
+    };
+    let api = |f: Failure| {
+        api_server(
+            "api.example.internal",
+            &Probe {
+                failure: Some(f),
+                ..Probe::default()
+            },
+        )
+    };
+    let aws = |f: Failure| {
+        aws_endpoint(
+            "aws/sts",
+            "STS",
+            "sts.us-west-2.amazonaws.com",
+            "aws",
+            &Probe {
+                failure: Some(f),
+                ..Probe::default()
+            },
+        )
+    };
+    for check in [api, aws] {
+        let c = check(untrusted(
+            CertProblem::Validity,
+            "invalid peer certificate: Expired",
+        ));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.summary.contains("expired or not yet valid"), "{c:?}");
+        let remedy = c.remedy.as_deref().unwrap_or("");
+        assert!(
+            remedy.contains("clock") && remedy.contains("chronyc tracking"),
+            "{c:?}"
+        );
+        assert!(
+            !remedy.contains("TLS-inspecting proxy or firewall answers"),
+            "{c:?}"
+        );
+        assert!(!remedy.contains("not this cluster's CA"), "{c:?}");
+        let c = check(untrusted(
+            CertProblem::WrongName,
+            "invalid peer certificate: NotValidForName",
+        ));
+        assert!(c.summary.contains("is not for this name"), "{c:?}");
+        let remedy = c.remedy.as_deref().unwrap_or("");
+        assert!(remedy.contains("not for this host"), "{c:?}");
+        assert!(!remedy.contains("not this cluster's CA"), "{c:?}");
+    }
+    let c = api(untrusted(CertProblem::WrongName, "NotValidForName"));
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("spec.cluster.apiServerEndpoint"),
+        "{c:?}"
+    );
+    let c = aws(untrusted(CertProblem::Untrusted, "UnknownIssuer"));
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("TLS-inspecting proxy"),
+        "{c:?}"
     );
 }

@@ -29,8 +29,11 @@ mod tests {
         std::fs::create_dir_all(host.path("/etc")).expect("mkdir");
         nix::unistd::mkfifo(&host.path("/etc/fifo"), nix::sys::stat::Mode::S_IRWXU)
             .expect("mkfifo");
-        std::fs::write(host.path("/etc/big"), vec![b'#'; MAX_TEXT_FILE as usize + 1])
-            .expect("write");
+        std::fs::write(
+            host.path("/etc/big"),
+            vec![b'#'; MAX_TEXT_FILE as usize + 1],
+        )
+        .expect("write");
         std::fs::write(host.path("/etc/ok"), "a=b\n").expect("write");
         assert!(matches!(
             read_text(&host, "/etc/fifo"),

@@ -16,11 +16,11 @@
 //! Whether the firewall runs comes from `systemctl is-active` on this host,
 //! and from the unit being enabled for a tree under `--root`.
 
+use super::files::read_text;
 use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
 use std::collections::BTreeMap;
-use super::files::read_text;
 
 /// A port the node needs let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,10 +9,10 @@
 //! kernel's own (half of `kernel.threads-max`). The soft limit is the one
 //! a process runs into, so that is what is judged.
 
+use super::files::read_text;
 use super::units::{self, parse_section, Unit};
 use crate::check::{Check, Status};
 use crate::host::Host;
-use super::files::read_text;
 
 /// The units judged, with the `unit` label.
 pub const SERVICES: [(&str, &str); 2] = [

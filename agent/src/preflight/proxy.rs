@@ -12,12 +12,12 @@
 //! shell, so /etc/environment (what pam_env gives every login) stands for
 //! it. Values are shown with any `user:password@` cut out.
 
+use super::files::read_text;
 use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use super::files::read_text;
 
 pub const ENVIRONMENT: &str = "/etc/environment";
 const APT_CONF: &str = "/etc/apt/apt.conf";

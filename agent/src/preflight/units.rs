@@ -11,9 +11,9 @@
 //! lexical order of their file names, a file in an earlier directory
 //! masking one of the same name in a later one.
 
+use super::files::read_text;
 use crate::host::Host;
 use std::collections::BTreeMap;
-use super::files::read_text;
 
 /// The system unit directories, highest precedence first.
 pub const UNIT_DIRS: [&str; 5] = [

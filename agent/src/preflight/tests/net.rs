@@ -70,7 +70,11 @@ fn a_fifo_in_apt_conf_d_is_skipped_without_blocking() {
     let root = tempfile::tempdir().expect("tmp");
     let host = Host::new(root.path());
     let r = root.path();
-    write(r, "/etc/apt/apt.conf.d/90proxy", "Acquire::https::Proxy \"http://proxy.corp:3128\";\n");
+    write(
+        r,
+        "/etc/apt/apt.conf.d/90proxy",
+        "Acquire::https::Proxy \"http://proxy.corp:3128\";\n",
+    );
     let status = std::process::Command::new("mkfifo")
         .arg(r.join("etc/apt/apt.conf.d/50fifo"))
         .status()
@@ -86,7 +90,9 @@ fn a_fifo_in_apt_conf_d_is_skipped_without_blocking() {
         .expect("gather returns although a FIFO sits in apt.conf.d");
     let apt = sources.iter().find(|s| s.name == "apt").expect("apt");
     assert_eq!(apt.settings.len(), 1, "{apt:?}");
-    assert!(apt.settings[0].at.starts_with("/etc/apt/apt.conf.d/90proxy"));
+    assert!(apt.settings[0]
+        .at
+        .starts_with("/etc/apt/apt.conf.d/90proxy"));
 }
 
 #[test]
