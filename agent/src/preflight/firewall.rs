@@ -99,7 +99,8 @@ pub struct Zone {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Firewalld {
     pub default_zone: String,
-    /// The zones judged: the default one and those bound to interfaces.
+    /// The default zone and those bound to interfaces (see
+    /// [`Firewalld::judged`] for which of them are judged).
     pub zones: Vec<Zone>,
     /// Service name → its (port spec, protocol) pairs.
     pub services: BTreeMap<String, Vec<(String, String)>>,
@@ -180,6 +181,19 @@ pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
 }
 
 impl Firewalld {
+    /// The zones judged, then the others. nodeadm opens its ports only in
+    /// the default zone (`firewall-cmd --permanent --add-port` without
+    /// `--zone`, internal/firewall/firewalld.go), so that one is judged,
+    /// and the zone of `node_interface` (the node IP's, where the cluster's
+    /// traffic arrives) when it is bound to another. A second NIC in a
+    /// `drop` or `block` zone is no concern of the cluster's.
+    pub fn judged(&self, node_interface: Option<&str>) -> (Vec<&Zone>, Vec<&Zone>) {
+        self.zones.iter().partition(|z| {
+            z.name == self.default_zone
+                || node_interface.is_some_and(|i| z.interfaces.iter().any(|n| n == i))
+        })
+    }
+
     /// Whether `zone` lets `p` in, and how.
     pub fn zone_allows(&self, zone: &Zone, p: &Port) -> Option<String> {
         if zone.target.eq_ignore_ascii_case("ACCEPT") {
@@ -349,6 +363,7 @@ pub fn judge(
     firewalld: Option<(&Firewalld, bool)>,
     ufw: Option<(&Ufw, bool)>,
     ports: &[Port],
+    node_interface: Option<&str>,
 ) -> (Check, Vec<(Port, bool)>) {
     let id = "firewall";
     let mut open: BTreeMap<Port, bool> = ports.iter().map(|p| (*p, true)).collect();
@@ -356,9 +371,25 @@ pub fn judge(
     let mut fine = Vec::new();
     let mut remedies = Vec::new();
     let mut on = Vec::new();
+    let mut not_judged = String::new();
     if let Some((fw, true)) = firewalld {
         on.push("firewalld");
-        for z in &fw.zones {
+        let (judged, others) = fw.judged(node_interface);
+        if !others.is_empty() {
+            not_judged = format!(
+                " (not judged: {}; nodeadm opens ports only in the default zone {}{})",
+                others
+                    .iter()
+                    .map(|z| format!("zone {} on {}", z.name, z.interfaces.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                fw.default_zone,
+                node_interface.map_or(String::new(), |i| format!(
+                    ", and the node IP's interface is {i}"
+                )),
+            );
+        }
+        for z in judged {
             let mut missing = Vec::new();
             for p in ports {
                 match fw.zone_allows(z, p) {
@@ -431,13 +462,17 @@ pub fn judge(
             Check::pass(
                 domain,
                 id,
-                format!("{} lets in {}", on.join(" and "), fine.join(", ")),
+                format!(
+                    "{} lets in {}{not_judged}",
+                    on.join(" and "),
+                    fine.join(", ")
+                ),
             ),
             series,
         );
     }
     (
-        Check::new(domain, id, Status::Fail, format!("{}: the kubelet (10250/tcp) and the CNI's VXLAN overlay must be reachable from the cluster", closed.join("; ")))
+        Check::new(domain, id, Status::Fail, format!("{}: the kubelet (10250/tcp) and the CNI's VXLAN overlay must be reachable from the cluster{not_judged}", closed.join("; ")))
             .with_remedy(remedies.join("; ")),
         series,
     )

@@ -40,6 +40,10 @@ pub struct Edges {
     /// this machine's clock, not for the tree being checked.
     pub time: Option<Box<dyn time::TimeSource>>,
     pub services: Box<dyn ServiceManager>,
+    /// The interface of the node IP kubelet would choose (the default
+    /// route's, [`crate::edge::route::node_interface`]); `|| None` under a
+    /// `--root` other than `/`, whose kernel state is not this machine's.
+    pub node_interface: fn() -> Option<String>,
 }
 
 #[derive(Debug)]
@@ -204,6 +208,7 @@ impl PreflightDomain {
             fwd.as_ref().map(|f| (f, fwd_on)),
             ufw.as_ref().map(|u| (u, ufw_on)),
             &ports,
+            (self.edges.node_interface)().as_deref(),
         );
         self.metrics.firewall_port_open.clear();
         for (p, is_open) in open {

@@ -182,6 +182,7 @@ fn the_domain_runs_every_family_and_exports_them() {
                 ..NO_TOOLS
             })),
             services: Box::new(Running(&["ufw"])),
+            node_interface: || None,
         },
     );
     let checks = d.run();
@@ -243,6 +244,7 @@ fn the_lifecycle_phase_stands_in_for_systemd_under_a_root() {
         Edges {
             time: None,
             services: Box::new(crate::edge::systemctl::NotThisHost),
+            node_interface: || None,
         },
     );
     let find = |checks: &[Check], id: &str| checks.iter().find(|c| c.id == id).cloned().expect(id);

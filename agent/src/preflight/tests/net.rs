@@ -173,6 +173,45 @@ fn a_password_with_a_slash_is_still_redacted() {
     assert!(!proxy::redact("https://u:a/b/c@p:1").contains("a/b"));
 }
 
+#[test]
+fn only_the_default_zone_and_the_node_ip_s_zone_are_judged() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(r, "/etc/firewalld/firewalld.conf", "DefaultZone=public\n");
+    write(
+        r,
+        "/etc/firewalld/zones/public.xml",
+        "<zone><port port=\"10250\" protocol=\"tcp\"/><port port=\"8472\" protocol=\"udp\"/></zone>",
+    );
+    // A second NIC (storage, management) in a zone that drops everything.
+    write(
+        r,
+        "/etc/firewalld/zones/drop.xml",
+        "<zone target=\"DROP\"><interface name=\"eth1\"/></zone>",
+    );
+    let fw = firewall::read_firewalld(&host).expect("installed");
+    let ports = required_ports(Cni::Cilium);
+    let (c, series) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eth0"));
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains("not judged: zone drop on eth1"),
+        "{}",
+        c.summary
+    );
+    assert!(series.iter().all(|(_, open)| *open), "{series:?}");
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    // The node IP's interface in that zone: the cluster's traffic is dropped.
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eth1"));
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.summary.contains("firewalld zone drop"), "{}", c.summary);
+    assert!(
+        c.remedy.as_deref().unwrap_or("").contains("--zone=drop"),
+        "{c:?}"
+    );
+}
+
 fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
     firewall::Ufw {
         enabled,
@@ -185,11 +224,11 @@ fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
 fn ufw_rules_written_by_ufw_decide_the_ports() {
     let ports = required_ports(Cni::Cilium);
     let open = ufw(UFW_OPEN, true);
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&open, true)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&open, true)), &ports, None);
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(series.iter().all(|(_, o)| *o));
     let deny = ufw(UFW_DENY, true);
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, true)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, true)), &ports, None);
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(
         c.summary.contains(
@@ -206,11 +245,12 @@ fn ufw_rules_written_by_ufw_decide_the_ports() {
         None,
         Some((&deny, true)),
         &required_ports(Cni::Calico),
+        None,
     );
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(c.summary.contains("from 10.0.0.0/8"), "{}", c.summary);
     // Installed, not running: nothing to open.
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, false)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, false)), &ports, None);
     assert_eq!(c.status, Status::Pass);
     assert!(c.summary.contains("not running"), "{}", c.summary);
     assert!(series.iter().all(|(_, o)| *o));
@@ -227,7 +267,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     let fw = firewall::read_firewalld(&host).expect("installed");
     assert_eq!(fw.zones.len(), 1);
     let ports = required_ports(Cni::Cilium);
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.summary.contains("firewalld zone public (/usr/lib/firewalld/zones/public.xml) does not let in 10250/tcp (kubelet)"), "{}", c.summary);
     assert!(
@@ -243,7 +283,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     // The zone firewall-offline-cmd wrote in /etc overrides the shipped one.
     write(r, "/etc/firewalld/zones/public.xml", ZONE_OPEN);
     let fw = firewall::read_firewalld(&host).expect("installed");
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
     assert_eq!(c.status, Status::Pass, "{c:?}");
     // A service carrying the port counts; a trusted zone accepts all.
     write(
@@ -263,7 +303,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     );
     let fw = firewall::read_firewalld(&host).expect("installed");
     assert_eq!(fw.zones.len(), 2);
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eno1"));
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(
         c.summary.contains("service kubelet in zone public"),
