@@ -49,7 +49,7 @@ pub struct Edges {
 #[derive(Debug)]
 pub struct PreflightDomain {
     config: PreflightConfig,
-    /// Registry host names (without ports) NO_PROXY must cover.
+    /// Registries (`host[:port]`, as configured) NO_PROXY must cover.
     registries: Vec<String>,
     host: Host,
     facts: Facts,
@@ -155,11 +155,16 @@ impl PreflightDomain {
         }
     }
 
-    /// The API server host: from the kubelet kubeconfig after init, else
-    /// the NodeConfig.
+    /// The API server as `host` (port 443) or `host:port`: from the
+    /// kubelet kubeconfig after init, else the NodeConfig.
     fn api_host(&self) -> Option<String> {
-        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref())
-            .map(|(h, _)| h)
+        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref()).map(
+            |(h, p)| match (p, h.contains(':')) {
+                (443, _) => h,
+                (p, true) => format!("[{h}]:{p}"),
+                (p, false) => format!("{h}:{p}"),
+            },
+        )
     }
 
     fn run_proxy(&self, checks: &mut Vec<Check>) {
@@ -291,14 +296,8 @@ impl Domain for PreflightDomain {
 
     fn reconfigure(&mut self, config: &Config) {
         self.config = config.preflight.clone();
-        self.registries = config
-            .registry
-            .iter()
-            .map(|r| match r.host.rsplit_once(':') {
-                Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h.to_owned(),
-                _ => r.host.clone(),
-            })
-            .collect();
+        // The port stays: Go's NO_PROXY entry `host:port` matches only it.
+        self.registries = config.registry.iter().map(|r| r.host.clone()).collect();
     }
 
     fn run(&mut self) -> Vec<Check> {

@@ -16,8 +16,8 @@ use super::files::read_text;
 use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
+use crate::model::proxy::{host_and_port, NoProxy};
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 pub const ENVIRONMENT: &str = "/etc/environment";
 const APT_CONF: &str = "/etc/apt/apt.conf";
@@ -258,61 +258,12 @@ fn same(var: &str, a: &str, b: &str) -> bool {
     }
 }
 
-/// Whether NO_PROXY `entries` keeps `host` off the proxy, with the rules
-/// of Go's `golang.org/x/net/http/httpproxy` (what the kubelet, containerd
-/// and the SSM agent use): `*`; an IP or CIDR; a name matching itself and
-/// its subdomains; `.name` or `*.name` matching subdomains only.
-pub fn bypasses(no_proxy: &str, host: &str) -> bool {
-    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-    let ip: Option<IpAddr> = host.parse().ok();
-    for e in no_proxy_set(no_proxy) {
-        if e == "*" {
-            return true;
-        }
-        if let (Some(ip), Some((net, len))) = (ip, e.split_once('/')) {
-            if let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) {
-                if in_cidr(ip, net, len) {
-                    return true;
-                }
-            }
-            continue;
-        }
-        // An entry may carry a port; it is not compared.
-        let name = match e.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h.to_owned(),
-            _ => e.clone(),
-        };
-        let name = name.trim_matches(['[', ']']).to_owned();
-        if let (Some(ip), Ok(eip)) = (ip, name.parse::<IpAddr>()) {
-            if ip == eip {
-                return true;
-            }
-            continue;
-        }
-        let name = name.strip_prefix('*').unwrap_or(&name);
-        if let Some(suffix) = name.strip_prefix('.') {
-            if host.ends_with(&format!(".{suffix}")) {
-                return true;
-            }
-        } else if host == name || host.ends_with(&format!(".{name}")) {
-            return true;
-        }
-    }
-    false
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, len: u32) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
+/// Whether NO_PROXY's value keeps `authority` (`host[:port]`, 443 when
+/// no port is written) off the proxy, as Go's `httpproxy` decides
+/// ([`NoProxy::bypasses`]).
+pub fn bypasses(no_proxy: &str, authority: &str) -> bool {
+    let (host, port) = host_and_port(authority);
+    NoProxy::parse(no_proxy).bypasses(host, port)
 }
 
 /// The outcome: the consistency check, the NO_PROXY check, and for the

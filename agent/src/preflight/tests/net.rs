@@ -157,7 +157,10 @@ fn no_proxy_matches_like_go() {
     assert!(proxy::bypasses("*.corp", "a.corp"));
     assert!(proxy::bypasses("10.0.0.0/8", "10.1.2.3"));
     assert!(!proxy::bypasses("10.0.0.0/8", "11.1.2.3"));
-    assert!(proxy::bypasses("harbor.corp:5000", "harbor.corp"));
+    // As Go: an entry's port must match (443 when the target has none).
+    assert!(!proxy::bypasses("harbor.corp:5000", "harbor.corp"));
+    assert!(proxy::bypasses("harbor.corp:5000", "harbor.corp:5000"));
+    assert!(proxy::bypasses("harbor.corp", "harbor.corp:5000"));
     assert!(proxy::bypasses("*", "anything"));
     assert!(!proxy::bypasses("notcorp", "corp"));
     assert_eq!(proxy::redact("http://u:p@h:1/x"), "http://***@h:1/x");
