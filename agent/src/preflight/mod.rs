@@ -176,7 +176,9 @@ impl PreflightDomain {
                 .is_some_and(|h| h.ssm.is_some())
         });
         let sources = proxy::gather(&self.host, ssm);
-        let mut must: Vec<(String, String)> = vec![("localhost".into(), "localhost".into())];
+        // Not localhost: Go's httpproxy (kubelet, containerd, the SSM
+        // agent) never proxies localhost or a loopback address.
+        let mut must: Vec<(String, String)> = Vec::new();
         if let Some(api) = self.api_host() {
             must.push(("API server endpoint".into(), api));
         }

@@ -5,8 +5,9 @@
 //! yum/dnf `proxy=`) and the environment of the kubelet, containerd and
 //! SSM agent units (`Environment=` in the unit or its drop-ins; nodeadm's
 //! docs write `<unit>.service.d/http-proxy.conf`) carry the same values,
-//! and NO_PROXY covers what must not go through the proxy: localhost, the
-//! API server endpoint and the registries.
+//! and NO_PROXY covers what must not go through the proxy: the API server
+//! endpoint and the registries (not localhost: Go's `httpproxy` never
+//! proxies it, whatever NO_PROXY says).
 //!
 //! nodeadm reads the variables of its own shell; a daemon has no such
 //! shell, so /etc/environment (what pam_env gives every login) stands for
@@ -278,8 +279,8 @@ pub struct Verdict {
     pub uncovered: usize,
 }
 
-/// Judges the sources; `must_bypass` are (what, host) pairs NO_PROXY must
-/// cover (localhost, the API endpoint, the registries).
+/// Judges the sources; `must_bypass` are (what, `host[:port]`) pairs
+/// NO_PROXY must cover (the API endpoint, the registries).
 pub fn judge(
     domain: &'static str,
     sources: &[Source],
@@ -415,7 +416,13 @@ pub fn judge(
         .filter(|(_, h)| !no_proxy.is_some_and(|n| bypasses(&n.value, h)))
         .map(|(what, h)| format!("{h} ({what})"))
         .collect();
-    let no_proxy_check = if missing.is_empty() {
+    let no_proxy_check = if must_bypass.is_empty() {
+        Check::not_applicable(
+            domain,
+            "no_proxy",
+            "nothing NO_PROXY must cover is known yet (no API server endpoint, no registry configured)",
+        )
+    } else if missing.is_empty() {
         Check::pass(
             domain,
             "no_proxy",

@@ -12,7 +12,6 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
     write(r, "/usr/lib/systemd/system/containerd.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:other@proxy2.corp:3128\" \"NO_PROXY=10.0.0.0/8,.corp,localhost\"\n");
     fs::create_dir_all(r.join("etc/apt/apt.conf.d")).expect("mkdir");
     let must = vec![
-        ("localhost".to_owned(), "localhost".to_owned()),
         (
             "API server endpoint".to_owned(),
             "abc.gr7.us-west-2.eks.amazonaws.com".to_owned(),
