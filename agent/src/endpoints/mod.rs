@@ -281,7 +281,7 @@ impl EndpointsDomain {
             .filter(|n| !n.is_empty());
         let name_addrs = node_name
             .as_deref()
-            .and_then(|n| self.network.lookup(n).ok())
+            .and_then(|n| self.network.lookup(n, self.timeout).ok())
             .unwrap_or_default();
         let derived = checks::derive_node_ip(flags, node_name.as_deref(), &name_addrs, &host);
         let nets = &self.cluster.remote_node_networks;

@@ -52,7 +52,7 @@ impl Network for Fake {
     fn host_networks(&self) -> Result<HostNetworks, HostNetError> {
         Ok(self.host.clone())
     }
-    fn lookup(&self, _: &str) -> std::io::Result<Vec<IpAddr>> {
+    fn lookup(&self, _: &str, _: Duration) -> std::io::Result<Vec<IpAddr>> {
         Ok(vec!["10.80.0.7".parse().expect("ip")])
     }
 }
@@ -583,4 +583,26 @@ fn an_expired_or_misnamed_certificate_is_not_called_the_wrong_ca() {
             .contains("TLS-inspecting proxy"),
         "{c:?}"
     );
+}
+
+#[test]
+fn a_resolver_that_hangs_is_cut_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let r: std::io::Result<()> =
+        super::probe::within(started + Duration::from_millis(100), "the resolver", || {
+            // Dead nameservers: getaddrinfo blocks for its own ~30 s.
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(())
+        });
+    let e = r.expect_err("timed out");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(e.to_string().contains("the resolver: no answer"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // An answer in time comes through.
+    let ok = super::probe::within(
+        std::time::Instant::now() + Duration::from_secs(5),
+        "x",
+        || Ok(7),
+    );
+    assert_eq!(ok.expect("answer"), 7);
 }
