@@ -296,6 +296,9 @@ impl EndpointsDomain {
         checks.push(ip_check);
         let pods = &self.cluster.remote_pod_networks;
         let overlaps = checks::pod_overlaps(pods, &host);
+        // Cleared first: a reconfigure that empties the list leaves no
+        // stale count behind.
+        self.metrics.pod_overlaps.clear();
         if !pods.is_empty() {
             for kind in ["route", "address"] {
                 let n = overlaps.iter().filter(|o| o.starts_with(kind)).count();

@@ -606,3 +606,29 @@ fn a_resolver_that_hangs_is_cut_at_the_deadline() {
     );
     assert_eq!(ok.expect("answer"), 7);
 }
+
+#[test]
+fn emptied_pod_networks_leave_no_stale_overlap_series() {
+    let fake = Fake {
+        host: site(),
+        ..Fake::default()
+    };
+    let mut config = Config::default();
+    config.cluster.remote_pod_networks = vec![cidr("10.200.0.0/16")];
+    let (mut d, registry) = domain(fake, None, &config);
+    d.run();
+    assert!(
+        scrape(&registry).contains("hybrid_node_endpoints_pod_network_overlaps{kind=\"route\"} 1"),
+        "{}",
+        scrape(&registry)
+    );
+    config.cluster.remote_pod_networks.clear();
+    d.reconfigure(&config);
+    let checks = d.run();
+    assert_eq!(find(&checks, "pod-networks").status, Status::NotApplicable);
+    let m = scrape(&registry);
+    assert!(
+        !m.contains("hybrid_node_endpoints_pod_network_overlaps{"),
+        "{m}"
+    );
+}
