@@ -203,12 +203,23 @@ pub fn api_addresses(
     vpc: &[Cidr],
 ) -> Check {
     let id = "api-server/addresses";
-    if access != EndpointAccess::Private {
-        return Check::not_applicable(
-            DOMAIN,
-            id,
-            "the endpoint's addresses are not judged: set [cluster] endpoint_access = \"private\" and vpc_cidrs for a private endpoint",
-        );
+    match access {
+        EndpointAccess::Private => {}
+        // Public addresses are the internet's: nothing to hold them to.
+        EndpointAccess::Public => {
+            return Check::not_applicable(
+                DOMAIN,
+                id,
+                "public endpoint ([cluster] endpoint_access = \"public\"): its addresses are not judged",
+            )
+        }
+        EndpointAccess::Any => {
+            return Check::not_applicable(
+                DOMAIN,
+                id,
+                "the endpoint's addresses are not judged: set [cluster] endpoint_access = \"private\" and vpc_cidrs for a private endpoint",
+            )
+        }
     }
     if addrs.is_empty() {
         return Check::new(

@@ -351,6 +351,12 @@ fn private_endpoints_must_resolve_inside_the_vpc() {
         judge(&public, EndpointAccess::Public),
         Status::NotApplicable
     );
+    // Public has its own words: not the advice to set "private".
+    let c = api_addresses("api", &public, EndpointAccess::Public, &vpc);
+    assert!(c.summary.starts_with("public endpoint"), "{c:?}");
+    assert!(!c.summary.contains("set [cluster]"), "{c:?}");
+    let c = api_addresses("api", &public, EndpointAccess::Any, &vpc);
+    assert!(c.summary.contains("endpoint_access = \"private\""), "{c:?}");
     assert_eq!(judge(&[], EndpointAccess::Private), Status::Unknown);
 }
 
