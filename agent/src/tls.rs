@@ -208,8 +208,56 @@ pub struct Answer {
     pub body: String,
 }
 
+/// Whether the header block (status line and headers, no blank line)
+/// declares `Transfer-Encoding: chunked` (the last coding, as HTTP/1.1
+/// requires of it).
+fn is_chunked(headers: &str) -> bool {
+    headers.lines().skip(1).any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
+        })
+    })
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) from what has arrived, keeping
+/// at most `limit` bytes. Returns the data and whether decoding is done:
+/// the last chunk seen, `limit` reached, or a malformed size line (what
+/// was decoded stands).
+fn decode_chunked(raw: &[u8], limit: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let line = String::from_utf8_lossy(&rest[..eol]);
+        // Chunk extensions (`;name=value`) are ignored.
+        let size = line.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size, 16) else {
+            return (out, true);
+        };
+        if size == 0 {
+            return (out, true);
+        }
+        let data = &rest[eol + 2..];
+        let take = size.min(data.len()).min(limit - out.len());
+        out.extend_from_slice(&data[..take]);
+        if out.len() >= limit {
+            return (out, true);
+        }
+        if data.len() < size + 2 {
+            return (out, false);
+        }
+        rest = &data[size + 2..];
+    }
+}
+
 /// Sends `request` and reads the status line, then up to `body_limit`
-/// bytes of body (0: stop after the status line).
+/// bytes of body (0: stop after the status line); a chunked body is
+/// decoded.
 pub fn exchange<S: Read + Write>(
     s: &mut S,
     request: &str,
@@ -231,6 +279,9 @@ pub fn exchange<S: Read + Write>(
         let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
             return false;
         };
+        if is_chunked(&String::from_utf8_lossy(&head[..end])) {
+            return decode_chunked(&head[end + 4..], body_limit).1;
+        }
         let length = String::from_utf8_lossy(&head[..end]).lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -254,10 +305,20 @@ pub fn exchange<S: Read + Write>(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or(TlsError::NotHttp)?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.chars().take(body_limit).collect())
-        .unwrap_or_default();
+    let body = match head.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) if is_chunked(&String::from_utf8_lossy(&head[..end])) => {
+            let (data, _) = decode_chunked(&head[end + 4..], body_limit);
+            String::from_utf8_lossy(&data)
+                .chars()
+                .take(body_limit)
+                .collect()
+        }
+        Some(end) => String::from_utf8_lossy(&head[end + 4..])
+            .chars()
+            .take(body_limit)
+            .collect(),
+        None => String::new(),
+    };
     Ok(Answer { status, body })
 }
 
@@ -336,6 +397,32 @@ mod tests {
         assert!(matches!(
             exchange(&mut ReadWrite(&mut junk), "", 0),
             Err(TlsError::NotHttp)
+        ));
+    }
+
+    #[test]
+    fn a_chunked_answer_is_decoded() {
+        // A Kubernetes 401 as an API server behind a proxy sends it:
+        // chunked, the connection kept open after the last chunk.
+        let status = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"Unauthorized\",\"code\":401}";
+        let (a, b) = status.split_at(20);
+        let raw = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        let mut kept_open = Trickle(raw.clone().into_bytes(), 0);
+        let answer = exchange(&mut kept_open, "", 16 * 1024).expect("answer");
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.body, status);
+        let v: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+        assert_eq!(v["code"], 401);
+        // The limit holds inside a chunk too.
+        let mut s = std::io::Cursor::new(raw.into_bytes());
+        let answer = exchange(&mut ReadWrite(&mut s), "", 8).expect("answer");
+        assert_eq!(answer.body, "{\"kind\":");
+        assert!(!is_chunked(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip"
         ));
     }
 
