@@ -11,8 +11,30 @@
 //! `*.name` its subdomains only, the port when one is given. `localhost`
 //! and loopback addresses are never proxied, whatever NO_PROXY says.
 
-use crate::config::dns::Cidr;
 use std::net::IpAddr;
+
+/// `ADDR/LEN` as Go's `net.ParseCIDR` takes it (the address need not be
+/// the network's): `Some(ip in range)` for such an entry, `None` for any
+/// other. Its own few lines: `model` imports nothing of `config`.
+fn cidr_contains(entry: &str, ip: Option<IpAddr>) -> Option<bool> {
+    let (net, len) = entry.split_once('/')?;
+    let net: IpAddr = net.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    let inside = match (net, ip) {
+        (IpAddr::V4(_), _) if len > 32 => return None,
+        (IpAddr::V6(_), _) if len > 128 => return None,
+        (IpAddr::V4(n), Some(IpAddr::V4(a))) => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), Some(IpAddr::V6(a))) => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    };
+    Some(inside)
+}
 
 /// The parsed `NO_PROXY` entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,8 +87,8 @@ impl NoProxy {
             if e == "*" {
                 return true;
             }
-            if let Ok(c) = e.parse::<Cidr>() {
-                return ip.is_some_and(|ip| c.contains(ip));
+            if let Some(inside) = cidr_contains(e, ip) {
+                return inside;
             }
             let (name, want) = split_port(e);
             if name.is_empty() {
@@ -110,6 +132,9 @@ mod tests {
         assert!(direct("harbor.site", 5000) && !direct("harbor.site", 443));
         assert!(direct("registry.harbor.site", 5000));
         assert!(direct("10.1.2.3", 9999) && !direct("11.1.2.3", 443));
+        assert!(!direct("fd00::10", 443), "an IPv4 range holds no IPv6");
+        assert!(NoProxy::parse("fd00::/8").bypasses("fd12::1", 443));
+        assert!(NoProxy::parse("10.1.2.3/8").bypasses("10.9.9.9", 443));
         assert!(direct("192.168.1.5", 80) && !direct("192.168.1.6", 80));
         assert!(direct("[fd00::1]", 443) && !direct("fd00::1", 80));
         assert!(direct("a.internal", 443) && !direct("internal", 443));
