@@ -115,11 +115,13 @@ fn preflight_edges(host: &Host) -> crate::preflight::Edges {
                 timeout: std::time::Duration::from_secs(5),
             })),
             services: services(host),
+            node_interface: crate::edge::route::node_interface,
         }
     } else {
         crate::preflight::Edges {
             time: None,
             services: services(host),
+            node_interface: || None,
         }
     }
 }

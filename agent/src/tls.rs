@@ -48,16 +48,51 @@ pub enum TlsError {
     NotHttp,
 }
 
+/// Why the server's certificate was refused: each has its own remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertProblem {
+    /// Expired, or not valid yet, at this host's clock: often the clock.
+    Validity,
+    /// Valid, but for other names than the one dialed.
+    WrongName,
+    /// Does not chain to the trusted roots (or any other refusal).
+    Untrusted,
+}
+
+impl CertProblem {
+    /// The kind of a rustls certificate error.
+    pub fn of(e: &rustls::CertificateError) -> CertProblem {
+        use rustls::CertificateError as C;
+        match e {
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => CertProblem::Validity,
+            C::NotValidForName | C::NotValidForNameContext { .. } => CertProblem::WrongName,
+            _ => CertProblem::Untrusted,
+        }
+    }
+}
+
 impl TlsError {
-    /// The server's certificate does not chain to the trusted roots (or
-    /// is not valid for the name, or expired): the handshake itself worked.
-    pub fn untrusted(&self) -> bool {
+    /// Why the server's certificate was refused, when that is what failed
+    /// (the handshake itself worked): `None` for any other failure.
+    pub fn certificate_problem(&self) -> Option<CertProblem> {
         let TlsError::Handshake(e) = self else {
-            return false;
+            return None;
         };
-        e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)))
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())?
+        {
+            rustls::Error::InvalidCertificate(c) => Some(CertProblem::of(c)),
+            _ => None,
+        }
+    }
+
+    /// The server's certificate was refused (any [`CertProblem`]).
+    pub fn untrusted(&self) -> bool {
+        self.certificate_problem().is_some()
     }
 }
 
@@ -173,8 +208,56 @@ pub struct Answer {
     pub body: String,
 }
 
+/// Whether the header block (status line and headers, no blank line)
+/// declares `Transfer-Encoding: chunked` (the last coding, as HTTP/1.1
+/// requires of it).
+fn is_chunked(headers: &str) -> bool {
+    headers.lines().skip(1).any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
+        })
+    })
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) from what has arrived, keeping
+/// at most `limit` bytes. Returns the data and whether decoding is done:
+/// the last chunk seen, `limit` reached, or a malformed size line (what
+/// was decoded stands).
+fn decode_chunked(raw: &[u8], limit: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let line = String::from_utf8_lossy(&rest[..eol]);
+        // Chunk extensions (`;name=value`) are ignored.
+        let size = line.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size, 16) else {
+            return (out, true);
+        };
+        if size == 0 {
+            return (out, true);
+        }
+        let data = &rest[eol + 2..];
+        let take = size.min(data.len()).min(limit - out.len());
+        out.extend_from_slice(&data[..take]);
+        if out.len() >= limit {
+            return (out, true);
+        }
+        if data.len() < size + 2 {
+            return (out, false);
+        }
+        rest = &data[size + 2..];
+    }
+}
+
 /// Sends `request` and reads the status line, then up to `body_limit`
-/// bytes of body (0: stop after the status line).
+/// bytes of body (0: stop after the status line); a chunked body is
+/// decoded.
 pub fn exchange<S: Read + Write>(
     s: &mut S,
     request: &str,
@@ -196,6 +279,9 @@ pub fn exchange<S: Read + Write>(
         let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
             return false;
         };
+        if is_chunked(&String::from_utf8_lossy(&head[..end])) {
+            return decode_chunked(&head[end + 4..], body_limit).1;
+        }
         let length = String::from_utf8_lossy(&head[..end]).lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim()
@@ -219,10 +305,20 @@ pub fn exchange<S: Read + Write>(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or(TlsError::NotHttp)?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.chars().take(body_limit).collect())
-        .unwrap_or_default();
+    let body = match head.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) if is_chunked(&String::from_utf8_lossy(&head[..end])) => {
+            let (data, _) = decode_chunked(&head[end + 4..], body_limit);
+            String::from_utf8_lossy(&data)
+                .chars()
+                .take(body_limit)
+                .collect()
+        }
+        Some(end) => String::from_utf8_lossy(&head[end + 4..])
+            .chars()
+            .take(body_limit)
+            .collect(),
+        None => String::new(),
+    };
     Ok(Answer { status, body })
 }
 
@@ -304,6 +400,32 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_chunked_answer_is_decoded() {
+        // A Kubernetes 401 as an API server behind a proxy sends it:
+        // chunked, the connection kept open after the last chunk.
+        let status = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"Unauthorized\",\"code\":401}";
+        let (a, b) = status.split_at(20);
+        let raw = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        let mut kept_open = Trickle(raw.clone().into_bytes(), 0);
+        let answer = exchange(&mut kept_open, "", 16 * 1024).expect("answer");
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.body, status);
+        let v: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+        assert_eq!(v["code"], 401);
+        // The limit holds inside a chunk too.
+        let mut s = std::io::Cursor::new(raw.into_bytes());
+        let answer = exchange(&mut ReadWrite(&mut s), "", 8).expect("answer");
+        assert_eq!(answer.body, "{\"kind\":");
+        assert!(!is_chunked(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip"
+        ));
+    }
+
     /// Gives its bytes; a further read panics (on a connection left open
     /// it would block until the deadline).
     struct Trickle(Vec<u8>, usize);
@@ -338,6 +460,47 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn each_certificate_refusal_has_its_kind() {
+        use rustls::CertificateError as C;
+        let t = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_700_000_000));
+        let refused = |c: C| {
+            TlsError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            ))
+            .certificate_problem()
+        };
+        for c in [
+            C::Expired,
+            C::ExpiredContext {
+                time: t,
+                not_after: t,
+            },
+            C::NotValidYet,
+            C::NotValidYetContext {
+                time: t,
+                not_before: t,
+            },
+        ] {
+            assert_eq!(refused(c), Some(CertProblem::Validity));
+        }
+        for c in [
+            C::NotValidForName,
+            C::NotValidForNameContext {
+                expected: ServerName::try_from("api.example").expect("name"),
+                presented: vec!["other.example".into()],
+            },
+        ] {
+            assert_eq!(refused(c), Some(CertProblem::WrongName));
+        }
+        assert_eq!(refused(C::UnknownIssuer), Some(CertProblem::Untrusted));
+        assert_eq!(refused(C::BadSignature), Some(CertProblem::Untrusted));
+        let reset = TlsError::Handshake(std::io::ErrorKind::ConnectionReset.into());
+        assert_eq!(reset.certificate_problem(), None);
+        assert!(!reset.untrusted());
     }
 
     #[test]

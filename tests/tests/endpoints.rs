@@ -98,8 +98,33 @@ fn aws_stand_in(p: &Pair, openssl: &Path, pki: &Pki, dir: &Path) -> KillOnDrop {
         .stderr(Stdio::null())
         .spawn()
         .expect("openssl s_server");
-    std::thread::sleep(Duration::from_millis(500));
-    KillOnDrop(child)
+    let mut child = KillOnDrop(child);
+    // Listening once a TCP connect from the client namespace succeeds; on
+    // a loaded CI machine that can take seconds.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let up = p
+            .exec(
+                &p.client,
+                Path::new("bash"),
+                &["-c", &format!("exec 3<>/dev/tcp/{SERVER}/443")],
+            )
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if up {
+            break;
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("openssl s_server exited before listening: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "openssl s_server not listening on {SERVER}:443 after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
 }
 
 /// A `--root` tree: the OS trust bundle (`trusted` CAs) and a NodeConfig

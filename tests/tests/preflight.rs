@@ -498,7 +498,7 @@ fn proxy_limits_and_leftovers_on_a_host_tree() {
     let (status, summary) = check_in(&report, "preflight", "no_proxy");
     assert_eq!(status, "warn", "{summary}");
     assert!(
-        summary.contains("harbor.lab.example (registry)"),
+        summary.contains("harbor.lab.example:5000 (registry)"),
         "{summary}"
     );
     assert!(

@@ -32,7 +32,8 @@ pub enum EndpointAccess {
     /// No expectation about the addresses the endpoint resolves to.
     #[default]
     Any,
-    /// Public endpoint (reached over the internet or a proxy).
+    /// Public endpoint (reached over the internet or a proxy): its
+    /// addresses are not judged (the check says so, not "set private").
     Public,
     /// Private endpoint: its addresses are ENIs in the cluster VPC, reached
     /// over Direct Connect or VPN.

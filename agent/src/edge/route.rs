@@ -168,29 +168,49 @@ pub fn addresses() -> Result<Vec<InterfaceAddress>, RouteError> {
     Ok(out)
 }
 
-/// The address kubelet takes when no node IP is given: on the interface of
-/// the default route (the first one listed), its first global unicast IPv4
-/// address. `None` without a default route or such an address.
+/// The address kubelet takes when no node IP is given: each default route
+/// in turn (as apimachinery's `ChooseHostInterface` tries them), the first
+/// whose interface holds a global unicast IPv4 address; that address.
+/// `None` without a default route or such an address.
 pub fn default_route_source(
     routes: &[KernelRoute],
     addresses: &[InterfaceAddress],
 ) -> Option<Ipv4Addr> {
-    let default = routes
+    default_route_choice(routes, addresses).map(|(_, ip)| ip)
+}
+
+/// [`default_route_source`] with the interface that holds the address.
+pub fn default_route_choice<'a>(
+    routes: &'a [KernelRoute],
+    addresses: &[InterfaceAddress],
+) -> Option<(&'a str, Ipv4Addr)> {
+    routes
         .iter()
-        .find(|r| r.prefix_len == 0 && r.destination.is_unspecified())?;
-    addresses.iter().find_map(|a| match a.address {
-        IpAddr::V4(v4)
-            if a.interface == default.interface
-                && !v4.is_loopback()
-                && !v4.is_link_local()
-                && !v4.is_multicast()
-                && !v4.is_unspecified()
-                && !v4.is_broadcast() =>
-        {
-            Some(v4)
-        }
-        _ => None,
-    })
+        .filter(|r| r.prefix_len == 0 && r.destination.is_unspecified())
+        .find_map(|default| {
+            addresses.iter().find_map(|a| match a.address {
+                IpAddr::V4(v4)
+                    if a.interface == default.interface
+                        && !v4.is_loopback()
+                        && !v4.is_link_local()
+                        && !v4.is_multicast()
+                        && !v4.is_unspecified()
+                        && !v4.is_broadcast() =>
+                {
+                    Some((default.interface.as_str(), v4))
+                }
+                _ => None,
+            })
+        })
+}
+
+/// The interface of the node IP kubelet would choose by itself (see
+/// [`default_route_choice`]), from the live routes and addresses; `None`
+/// when either cannot be read or there is no such interface.
+pub fn node_interface() -> Option<String> {
+    let routes = ipv4_routes().ok()?;
+    let addresses = addresses().ok()?;
+    default_route_choice(&routes, &addresses).map(|(i, _)| i.to_owned())
 }
 
 #[cfg(test)]
@@ -241,6 +261,39 @@ eth1\t0000A8C0\t00000000\t0000\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
             Some(Ipv4Addr::new(192, 168, 1, 20))
         );
         assert_eq!(default_route_source(&r[1..], &addrs), None);
+    }
+
+    #[test]
+    fn each_default_route_is_tried_until_one_has_a_global_ipv4() {
+        let default = |interface: &str| KernelRoute {
+            interface: interface.into(),
+            destination: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gateway: Some(Ipv4Addr::new(192, 168, 1, 1)),
+        };
+        // wg0 (first, lower metric) holds only a link-local address.
+        let routes = vec![default("wg0"), default("eth0")];
+        let addrs = vec![
+            InterfaceAddress {
+                interface: "wg0".into(),
+                address: "169.254.3.4".parse().expect("ip"),
+                prefix_len: 16,
+            },
+            InterfaceAddress {
+                interface: "eth0".into(),
+                address: "192.168.1.20".parse().expect("ip"),
+                prefix_len: 24,
+            },
+        ];
+        assert_eq!(
+            default_route_choice(&routes, &addrs),
+            Some(("eth0", Ipv4Addr::new(192, 168, 1, 20)))
+        );
+        assert_eq!(
+            default_route_source(&routes, &addrs),
+            Some(Ipv4Addr::new(192, 168, 1, 20))
+        );
+        assert_eq!(default_route_source(&routes[..1], &addrs), None);
     }
 
     #[test]

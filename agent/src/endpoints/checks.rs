@@ -7,6 +7,7 @@ use super::DOMAIN;
 use crate::check::{Check, Status};
 use crate::config::cluster::EndpointAccess;
 use crate::config::dns::Cidr;
+use crate::tls::CertProblem;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -45,7 +46,19 @@ fn failed(id: &str, what: &str, trust: &str, f: &Failure, dns_remedy: &str) -> C
             format!("{what}: the CA to verify with cannot be used: {e}"),
             "fix spec.cluster.certificateAuthority in the NodeConfig: base64 of the cluster's PEM CA (aws eks describe-cluster --query cluster.certificateAuthority.data)".to_owned(),
         ),
-        Failure::Untrusted(e) => (
+        Failure::Untrusted { kind: CertProblem::Validity, reason: e } => (
+            format!("{what}: the server's certificate is expired or not yet valid at this host's clock: {e}"),
+            "check this host's clock first (the preflight domain's clock check, `chronyc tracking` or `timedatectl`): a clock off by days makes every certificate look expired or not yet valid; if the clock is right, the certificate presented has expired (or a TLS-inspecting proxy presents a stale one)".to_owned(),
+        ),
+        Failure::Untrusted { kind: CertProblem::WrongName, reason: e } => (
+            format!("{what}: the server's certificate is not for this name: {e}"),
+            if trust.contains("certificateAuthority") {
+                "the certificate is not for this host: check spec.cluster.apiServerEndpoint (aws eks describe-cluster --query cluster.endpoint), and that nothing (a proxy, a load balancer, a stale DNS record) answers in its place".to_owned()
+            } else {
+                "the certificate is not for this host: something answers in the endpoint's place (a DNS record pointing elsewhere, a proxy or firewall): check what the name resolves to and the path toward it".to_owned()
+            },
+        ),
+        Failure::Untrusted { kind: CertProblem::Untrusted, reason: e } => (
             format!("{what}: the server's certificate does not verify against {trust}: {e}"),
             if trust.contains("certificateAuthority") {
                 "the NodeConfig's certificateAuthority is not this cluster's CA, or something in the path (a TLS-inspecting proxy) answers instead: compare with aws eks describe-cluster --query cluster.certificateAuthority.data".to_owned()
@@ -190,12 +203,23 @@ pub fn api_addresses(
     vpc: &[Cidr],
 ) -> Check {
     let id = "api-server/addresses";
-    if access != EndpointAccess::Private {
-        return Check::not_applicable(
-            DOMAIN,
-            id,
-            "the endpoint's addresses are not judged: set [cluster] endpoint_access = \"private\" and vpc_cidrs for a private endpoint",
-        );
+    match access {
+        EndpointAccess::Private => {}
+        // Public addresses are the internet's: nothing to hold them to.
+        EndpointAccess::Public => {
+            return Check::not_applicable(
+                DOMAIN,
+                id,
+                "public endpoint ([cluster] endpoint_access = \"public\"): its addresses are not judged",
+            )
+        }
+        EndpointAccess::Any => {
+            return Check::not_applicable(
+                DOMAIN,
+                id,
+                "the endpoint's addresses are not judged: set [cluster] endpoint_access = \"private\" and vpc_cidrs for a private endpoint",
+            )
+        }
     }
     if addrs.is_empty() {
         return Check::new(
@@ -274,27 +298,59 @@ pub fn node_ip(derived: &Result<NodeIp, NodeIpError>, remote_node_networks: &[Ci
     }
 }
 
+/// Interface name prefixes of the CNIs a hybrid node runs (Cilium, Calico,
+/// Flannel and the bridge plugin): their routes and addresses *are* the pod
+/// networks once the CNI is up, not a collision with the site's.
+/// `cilium_host`/`cilium_vxlan`/`lxc*` (Cilium), `cali*`, `vxlan.calico`,
+/// `vxlan-v6.calico`, `wireguard.cali`, `tunl0` (Calico), `flannel.*`,
+/// `cni0` (Flannel, bridge).
+pub const CNI_INTERFACE_PREFIXES: &[&str] = &[
+    "cilium_",
+    "lxc",
+    "cali",
+    "vxlan.calico",
+    "vxlan-v6.calico",
+    "wireguard.cali",
+    "tunl0",
+    "flannel",
+    "cni0",
+];
+
+/// Whether `interface` belongs to a CNI ([`CNI_INTERFACE_PREFIXES`]).
+pub fn is_cni_interface(interface: &str) -> bool {
+    CNI_INTERFACE_PREFIXES
+        .iter()
+        .any(|p| interface.starts_with(p))
+}
+
 /// The host's routes and addresses that fall in a remote pod network, in
-/// words (`route 10.200.0.0/16 on tun0 overlaps …`).
+/// words (`route 10.200.0.0/16 on tun0 overlaps …`). The CNI's own
+/// interfaces are skipped. A route counts when it lies inside the pod
+/// network, or when it is on-link (no gateway) and overlaps it: a wider
+/// route through a gateway (`0.0.0.0/1` of a VPN, `10.0.0.0/8` via the
+/// site's router) is how pod traffic may leave, and the CNI's more specific
+/// routes win over it.
 pub fn pod_overlaps(pods: &[Cidr], host: &HostNetworks) -> Vec<String> {
     let mut out = Vec::new();
     for p in pods {
         for r in &host.routes {
-            // The default route overlaps everything: it is how pod traffic
-            // is meant to leave, not a conflict.
-            if r.prefix_len == 0 {
+            if is_cni_interface(&r.interface) {
                 continue;
             }
             let c = Cidr {
                 net: IpAddr::V4(r.destination),
                 len: r.prefix_len,
             };
-            if c.overlaps(p) {
+            let inside = r.prefix_len >= p.len && p.contains(c.net);
+            // The default route overlaps everything: never a conflict.
+            let on_link = r.gateway.is_none() && r.prefix_len > 0 && c.overlaps(p);
+            if inside || on_link {
                 out.push(format!("route {c} on {} overlaps {p}", r.interface));
             }
         }
         for a in &host.addresses {
-            if p.contains(a.address) && !a.address.is_loopback() {
+            if p.contains(a.address) && !a.address.is_loopback() && !is_cni_interface(&a.interface)
+            {
                 out.push(format!(
                     "address {} on {} is inside {p}",
                     a.address, a.interface

@@ -268,7 +268,7 @@ impl EndpointsDomain {
             .filter(|n| !n.is_empty());
         let name_addrs = node_name
             .as_deref()
-            .and_then(|n| self.network.lookup(n).ok())
+            .and_then(|n| self.network.lookup(n, self.timeout).ok())
             .unwrap_or_default();
         let derived = checks::derive_node_ip(flags, node_name.as_deref(), &name_addrs, &host);
         let nets = &self.cluster.remote_node_networks;
@@ -283,6 +283,9 @@ impl EndpointsDomain {
         checks.push(ip_check);
         let pods = &self.cluster.remote_pod_networks;
         let overlaps = checks::pod_overlaps(pods, &host);
+        // Cleared first: a reconfigure that empties the list leaves no
+        // stale count behind.
+        self.metrics.pod_overlaps.clear();
         if !pods.is_empty() {
             for kind in ["route", "address"] {
                 let n = overlaps.iter().filter(|o| o.starts_with(kind)).count();

@@ -61,8 +61,12 @@ pub enum Failure {
     Proxy { proxy: String, reason: String },
     /// The CA given cannot be used (not PEM, no certificate).
     BadCa(String),
-    /// The server's certificate does not verify against the trust given.
-    Untrusted(String),
+    /// The server's certificate does not verify against the trust given;
+    /// `kind` says why (expired, another name, another CA).
+    Untrusted {
+        kind: crate::tls::CertProblem,
+        reason: String,
+    },
     /// The handshake failed otherwise (protocol, reset, timeout).
     Tls(String),
     /// No HTTP answer after the handshake.
@@ -104,8 +108,9 @@ pub trait Network: Send + Sync + std::fmt::Debug {
     fn probe(&self, target: &Target, trust: &TlsSettings, timeout: Duration) -> Probe;
     /// The host's IPv4 routes and its addresses.
     fn host_networks(&self) -> Result<HostNetworks, HostNetError>;
-    /// The addresses a name resolves to (the IAM Roles Anywhere node name).
-    fn lookup(&self, name: &str) -> std::io::Result<Vec<IpAddr>>;
+    /// The addresses a name resolves to (the IAM Roles Anywhere node name),
+    /// waiting at most `timeout` for the resolver.
+    fn lookup(&self, name: &str, timeout: Duration) -> std::io::Result<Vec<IpAddr>>;
 }
 
 /// The real network: the C library's resolver, the kernel's routes, TCP
@@ -137,9 +142,49 @@ impl Network for RealNetwork {
         })
     }
 
-    fn lookup(&self, name: &str) -> std::io::Result<Vec<IpAddr>> {
-        Ok((name, 0u16).to_socket_addrs()?.map(|a| a.ip()).collect())
+    fn lookup(&self, name: &str, timeout: Duration) -> std::io::Result<Vec<IpAddr>> {
+        Ok(resolve(name, 0, Instant::now() + timeout)?
+            .into_iter()
+            .map(|a| a.ip())
+            .collect())
     }
+}
+
+/// `f` on a helper thread, waited for until `deadline`. getaddrinfo has
+/// no timeout of its own: with dead nameservers it blocks for the
+/// resolver's attempts × timeout (~30 s), far past the probe's deadline.
+/// On time-out the thread is left to finish on its own; its answer is
+/// dropped.
+pub fn within<T: Send + 'static>(
+    deadline: Instant,
+    what: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })?;
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(wait) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what}: no answer within {wait:.1?}"),
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(std::io::Error::other(
+            format!("{what}: the resolver thread ended without an answer"),
+        )),
+    }
+}
+
+/// The C library's resolver for `host:port`, bounded by `deadline`.
+fn resolve(host: &str, port: u16, deadline: Instant) -> std::io::Result<Vec<SocketAddr>> {
+    let name = host.to_owned();
+    within(deadline, "the resolver", move || {
+        Ok((name.as_str(), port).to_socket_addrs()?.collect())
+    })
 }
 
 fn probe(
@@ -169,10 +214,9 @@ fn steps(
         p.addrs = vec![ip];
     } else if proxy.is_none() || target.local_dns {
         let t = Instant::now();
-        let addrs = (host, target.port)
-            .to_socket_addrs()
+        let addrs = resolve(host, target.port, deadline)
             .map_err(|e| Failure::Resolve(format!("cannot resolve {host}: {e}")))?;
-        let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+        let mut ips: Vec<IpAddr> = addrs.into_iter().map(|a| a.ip()).collect();
         ips.dedup();
         p.dns = Some(t.elapsed());
         if ips.is_empty() {
@@ -185,12 +229,12 @@ fn steps(
         Some(px) => {
             p.via = Some(px.to_string());
             let shown = px.to_string();
-            let addrs: Vec<IpAddr> = (px.host.as_str(), px.port)
-                .to_socket_addrs()
+            let addrs: Vec<IpAddr> = resolve(&px.host, px.port, deadline)
                 .map_err(|e| Failure::Proxy {
                     proxy: shown.clone(),
                     reason: format!("cannot resolve {}: {e}", px.host),
                 })?
+                .into_iter()
                 .map(|a| a.ip())
                 .collect();
             let mut tcp = dial(&addrs, px.port, deadline, p, &px.host)?;
@@ -207,13 +251,14 @@ fn steps(
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| Failure::Tls(format!("{host} is not a TLS server name: {e}")))?;
     let t = Instant::now();
-    let mut session = tls::handshake(tcp, config, name).map_err(|e| {
-        if e.untrusted() {
-            Failure::Untrusted(e.to_string())
-        } else {
-            Failure::Tls(e.to_string())
-        }
-    })?;
+    let mut session =
+        tls::handshake(tcp, config, name).map_err(|e| match e.certificate_problem() {
+            Some(kind) => Failure::Untrusted {
+                kind,
+                reason: e.to_string(),
+            },
+            None => Failure::Tls(e.to_string()),
+        })?;
     p.tls = Some(t.elapsed());
     if let Some(path) = &target.get {
         let request = format!(

@@ -5,7 +5,7 @@
 //! variables from its own environment (set them in its unit's drop-in, as
 //! for nodeadm's). Proxy credentials are never shown: only host and port.
 
-use std::net::IpAddr;
+use crate::model::proxy::NoProxy;
 
 /// Where a proxy listens (from `http://[user:pass@]host[:port]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl std::fmt::Display for ProxyAddr {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxySettings {
     pub https_proxy: Option<ProxyAddr>,
-    pub no_proxy: Vec<String>,
+    pub no_proxy: NoProxy,
 }
 
 impl ProxySettings {
@@ -43,12 +43,7 @@ impl ProxySettings {
         ProxySettings {
             https_proxy: var("HTTPS_PROXY", "https_proxy").and_then(|v| parse_proxy(&v)),
             no_proxy: var("NO_PROXY", "no_proxy")
-                .map(|v| {
-                    v.split(',')
-                        .map(|e| e.trim().to_ascii_lowercase())
-                        .filter(|e| !e.is_empty())
-                        .collect()
-                })
+                .map(|v| NoProxy::parse(&v))
                 .unwrap_or_default(),
         }
     }
@@ -59,37 +54,10 @@ impl ProxySettings {
     }
 
     /// The proxy to reach `host:port` through, or `None` to dial directly
-    /// (Go's `useProxy`: never for localhost or a loopback address).
+    /// ([`NoProxy::bypasses`], Go's `useProxy`).
     pub fn proxy_for(&self, host: &str, port: u16) -> Option<&ProxyAddr> {
         let proxy = self.https_proxy.as_ref()?;
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let ip = host.parse::<IpAddr>().ok();
-        if host == "localhost" || ip.is_some_and(|i| i.is_loopback()) {
-            return None;
-        }
-        let excluded = self.no_proxy.iter().any(|e| {
-            if e == "*" {
-                return true;
-            }
-            if let (Some(ip), Ok(c)) = (ip, e.parse::<crate::config::dns::Cidr>()) {
-                return c.contains(ip);
-            }
-            if let Ok(e_ip) = e.parse::<IpAddr>() {
-                return ip == Some(e_ip);
-            }
-            // `host[:port]`, `.suffix`, `*.suffix`.
-            let (name, want_port) = match e.rsplit_once(':') {
-                Some((n, p)) if p.parse::<u16>().is_ok() => (n, p.parse::<u16>().ok()),
-                _ => (e.as_str(), None),
-            };
-            let name = name.strip_prefix('*').unwrap_or(name);
-            let matches = match name.strip_prefix('.') {
-                Some(suffix) => host.ends_with(&format!(".{suffix}")),
-                None => host == name || host.ends_with(&format!(".{name}")),
-            };
-            matches && want_port.is_none_or(|p| p == port)
-        });
-        (!excluded).then_some(proxy)
+        (!self.no_proxy.bypasses(host, port)).then_some(proxy)
     }
 }
 

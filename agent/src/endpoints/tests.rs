@@ -52,7 +52,7 @@ impl Network for Fake {
     fn host_networks(&self) -> Result<HostNetworks, HostNetError> {
         Ok(self.host.clone())
     }
-    fn lookup(&self, _: &str) -> std::io::Result<Vec<IpAddr>> {
+    fn lookup(&self, _: &str, _: Duration) -> std::io::Result<Vec<IpAddr>> {
         Ok(vec!["10.80.0.7".parse().expect("ip")])
     }
 }
@@ -299,9 +299,10 @@ fn api_failures_each_have_their_own_words() {
             },
         )
     };
-    let c = fail(Failure::Untrusted(
-        "invalid peer certificate: UnknownIssuer".into(),
-    ));
+    let c = fail(Failure::Untrusted {
+        kind: crate::tls::CertProblem::Untrusted,
+        reason: "invalid peer certificate: UnknownIssuer".into(),
+    });
     assert!(
         c.summary
             .contains("does not verify against the NodeConfig's certificateAuthority"),
@@ -350,6 +351,12 @@ fn private_endpoints_must_resolve_inside_the_vpc() {
         judge(&public, EndpointAccess::Public),
         Status::NotApplicable
     );
+    // Public has its own words: not the advice to set "private".
+    let c = api_addresses("api", &public, EndpointAccess::Public, &vpc);
+    assert!(c.summary.starts_with("public endpoint"), "{c:?}");
+    assert!(!c.summary.contains("set [cluster]"), "{c:?}");
+    let c = api_addresses("api", &public, EndpointAccess::Any, &vpc);
+    assert!(c.summary.contains("endpoint_access = \"private\""), "{c:?}");
     assert_eq!(judge(&[], EndpointAccess::Private), Status::Unknown);
 }
 
@@ -470,6 +477,164 @@ fn the_domain_judges_configured_networks_and_exports_them() {
     );
     assert!(
         m.contains("hybrid_node_endpoints_pod_network_overlaps{kind=\"route\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn the_cnis_own_routes_and_wider_gateway_routes_are_no_pod_overlap() {
+    let mut host = site();
+    let route = |interface: &str, dst: [u8; 4], prefix_len: u8, gw: Option<[u8; 4]>| KernelRoute {
+        interface: interface.into(),
+        destination: Ipv4Addr::from(dst),
+        prefix_len,
+        gateway: gw.map(Ipv4Addr::from),
+    };
+    host.routes.extend([
+        // Cilium: the pod CIDR via cilium_host, an address on it.
+        route("cilium_host", [10, 85, 0, 0], 24, Some([10, 85, 0, 126])),
+        route("cilium_host", [10, 85, 0, 126], 32, None),
+        // Calico: VXLAN and per-pod routes.
+        route("vxlan.calico", [10, 85, 1, 0], 26, Some([10, 85, 1, 0])),
+        route("cali1234abcd", [10, 85, 0, 9], 32, None),
+        // OpenVPN's redirect-gateway halves, a site supernet via a router.
+        route("tun1", [0, 0, 0, 0], 1, Some([172, 16, 0, 1])),
+        route("tun1", [128, 0, 0, 0], 1, Some([172, 16, 0, 1])),
+        route("eth0", [10, 0, 0, 0], 8, Some([10, 80, 0, 1])),
+    ]);
+    host.addresses.push(InterfaceAddress {
+        interface: "cilium_host".into(),
+        address: "10.85.0.126".parse().expect("ip"),
+        prefix_len: 32,
+    });
+    let pods = [cidr("10.85.0.0/16")];
+    let clash = pod_overlaps(&pods, &host);
+    assert!(clash.is_empty(), "{clash:?}");
+    assert_eq!(pod_networks(&pods, &clash).status, Status::Pass);
+    // An on-link route wider than the pod network still collides.
+    host.routes.push(route("eth1", [10, 0, 0, 0], 8, None));
+    assert_eq!(
+        pod_overlaps(&pods, &host),
+        ["route 10.0.0.0/8 on eth1 overlaps 10.85.0.0/16"]
+    );
+}
+
+#[test]
+fn an_expired_or_misnamed_certificate_is_not_called_the_wrong_ca() {
+    use crate::tls::CertProblem;
+    let untrusted = |kind, reason: &str| Failure::Untrusted {
+        kind,
+        reason: reason.into(),
+    };
+    let api = |f: Failure| {
+        api_server(
+            "api.example.internal",
+            &Probe {
+                failure: Some(f),
+                ..Probe::default()
+            },
+        )
+    };
+    let aws = |f: Failure| {
+        aws_endpoint(
+            "aws/sts",
+            "STS",
+            "sts.us-west-2.amazonaws.com",
+            "aws",
+            &Probe {
+                failure: Some(f),
+                ..Probe::default()
+            },
+        )
+    };
+    for check in [api, aws] {
+        let c = check(untrusted(
+            CertProblem::Validity,
+            "invalid peer certificate: Expired",
+        ));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.summary.contains("expired or not yet valid"), "{c:?}");
+        let remedy = c.remedy.as_deref().unwrap_or("");
+        assert!(
+            remedy.contains("clock") && remedy.contains("chronyc tracking"),
+            "{c:?}"
+        );
+        assert!(
+            !remedy.contains("TLS-inspecting proxy or firewall answers"),
+            "{c:?}"
+        );
+        assert!(!remedy.contains("not this cluster's CA"), "{c:?}");
+        let c = check(untrusted(
+            CertProblem::WrongName,
+            "invalid peer certificate: NotValidForName",
+        ));
+        assert!(c.summary.contains("is not for this name"), "{c:?}");
+        let remedy = c.remedy.as_deref().unwrap_or("");
+        assert!(remedy.contains("not for this host"), "{c:?}");
+        assert!(!remedy.contains("not this cluster's CA"), "{c:?}");
+    }
+    let c = api(untrusted(CertProblem::WrongName, "NotValidForName"));
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("spec.cluster.apiServerEndpoint"),
+        "{c:?}"
+    );
+    let c = aws(untrusted(CertProblem::Untrusted, "UnknownIssuer"));
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("TLS-inspecting proxy"),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn a_resolver_that_hangs_is_cut_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let r: std::io::Result<()> =
+        super::probe::within(started + Duration::from_millis(100), "the resolver", || {
+            // Dead nameservers: getaddrinfo blocks for its own ~30 s.
+            std::thread::sleep(Duration::from_secs(5));
+            Ok(())
+        });
+    let e = r.expect_err("timed out");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(e.to_string().contains("the resolver: no answer"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // An answer in time comes through.
+    let ok = super::probe::within(
+        std::time::Instant::now() + Duration::from_secs(5),
+        "x",
+        || Ok(7),
+    );
+    assert_eq!(ok.expect("answer"), 7);
+}
+
+#[test]
+fn emptied_pod_networks_leave_no_stale_overlap_series() {
+    let fake = Fake {
+        host: site(),
+        ..Fake::default()
+    };
+    let mut config = Config::default();
+    config.cluster.remote_pod_networks = vec![cidr("10.200.0.0/16")];
+    let (mut d, registry) = domain(fake, None, &config);
+    d.run();
+    assert!(
+        scrape(&registry).contains("hybrid_node_endpoints_pod_network_overlaps{kind=\"route\"} 1"),
+        "{}",
+        scrape(&registry)
+    );
+    config.cluster.remote_pod_networks.clear();
+    d.reconfigure(&config);
+    let checks = d.run();
+    assert_eq!(find(&checks, "pod-networks").status, Status::NotApplicable);
+    let m = scrape(&registry);
+    assert!(
+        !m.contains("hybrid_node_endpoints_pod_network_overlaps{"),
         "{m}"
     );
 }

@@ -8,6 +8,7 @@ pub mod containerd;
 pub mod endpoint;
 pub mod nodeconfig;
 pub mod phase;
+pub mod proxy;
 pub mod registry_name;
 pub mod xid;
 

@@ -16,6 +16,7 @@
 //! Whether the firewall runs comes from `systemctl is-active` on this host,
 //! and from the unit being enabled for a tree under `--root`.
 
+use super::files::read_text;
 use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
@@ -98,7 +99,8 @@ pub struct Zone {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Firewalld {
     pub default_zone: String,
-    /// The zones judged: the default one and those bound to interfaces.
+    /// The default zone and those bound to interfaces (see
+    /// [`Firewalld::judged`] for which of them are judged).
     pub zones: Vec<Zone>,
     /// Service name → its (port spec, protocol) pairs.
     pub services: BTreeMap<String, Vec<(String, String)>>,
@@ -106,7 +108,7 @@ pub struct Firewalld {
 
 /// Reads firewalld's configuration; `None` when it is not installed.
 pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
-    let conf = std::fs::read_to_string(host.path("/etc/firewalld/firewalld.conf")).ok();
+    let conf = read_text(host, "/etc/firewalld/firewalld.conf").ok();
     if conf.is_none() && !host.path("/usr/lib/firewalld").is_dir() {
         return None;
     }
@@ -130,8 +132,9 @@ pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if let Some(name) = n.strip_suffix(".xml") {
                     if !m.contains_key(name) {
-                        if let Ok(text) = std::fs::read_to_string(e.path()) {
-                            m.insert(name.to_owned(), (format!("{dir}/{n}"), text));
+                        let path = format!("{dir}/{n}");
+                        if let Ok(text) = read_text(host, &path) {
+                            m.insert(name.to_owned(), (path, text));
                         }
                     }
                 }
@@ -178,6 +181,19 @@ pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
 }
 
 impl Firewalld {
+    /// The zones judged, then the others. nodeadm opens its ports only in
+    /// the default zone (`firewall-cmd --permanent --add-port` without
+    /// `--zone`, internal/firewall/firewalld.go), so that one is judged,
+    /// and the zone of `node_interface` (the node IP's, where the cluster's
+    /// traffic arrives) when it is bound to another. A second NIC in a
+    /// `drop` or `block` zone is no concern of the cluster's.
+    pub fn judged(&self, node_interface: Option<&str>) -> (Vec<&Zone>, Vec<&Zone>) {
+        self.zones.iter().partition(|z| {
+            z.name == self.default_zone
+                || node_interface.is_some_and(|i| z.interfaces.iter().any(|n| n == i))
+        })
+    }
+
     /// Whether `zone` lets `p` in, and how.
     pub fn zone_allows(&self, zone: &Zone, p: &Port) -> Option<String> {
         if zone.target.eq_ignore_ascii_case("ACCEPT") {
@@ -252,13 +268,13 @@ pub fn parse_ufw_rules(text: &str, file: &str) -> Vec<UfwRule> {
 
 /// Reads ufw's configuration; `None` when it is not installed.
 pub fn read_ufw(host: &Host) -> Option<Ufw> {
-    let conf = std::fs::read_to_string(host.path("/etc/ufw/ufw.conf")).ok()?;
+    let conf = read_text(host, "/etc/ufw/ufw.conf").ok()?;
     let enabled = conf.lines().any(|l| {
         l.trim()
             .strip_prefix("ENABLED=")
             .is_some_and(|v| v.trim().trim_matches('"').eq_ignore_ascii_case("yes"))
     });
-    let default_input = std::fs::read_to_string(host.path("/etc/default/ufw"))
+    let default_input = read_text(host, "/etc/default/ufw")
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
@@ -270,7 +286,7 @@ pub fn read_ufw(host: &Host) -> Option<Ufw> {
         .unwrap_or_else(|| "DROP".to_owned());
     let mut rules = Vec::new();
     for f in ["/etc/ufw/user.rules", "/etc/ufw/user6.rules"] {
-        if let Ok(t) = std::fs::read_to_string(host.path(f)) {
+        if let Ok(t) = read_text(host, f) {
             rules.extend(parse_ufw_rules(&t, f));
         }
     }
@@ -325,7 +341,8 @@ impl Ufw {
 pub fn firewalld_on(host: &Host, active: Option<bool>) -> bool {
     active.unwrap_or_else(|| match std::fs::read_dir(host.path("/proc")) {
         Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "firewalld")
+            let comm = format!("/proc/{}/comm", e.file_name().to_string_lossy());
+            read_text(host, &comm).is_ok_and(|c| c.trim() == "firewalld")
         }),
         Err(_) => units::enabled(host, "firewalld.service"),
     })
@@ -346,6 +363,7 @@ pub fn judge(
     firewalld: Option<(&Firewalld, bool)>,
     ufw: Option<(&Ufw, bool)>,
     ports: &[Port],
+    node_interface: Option<&str>,
 ) -> (Check, Vec<(Port, bool)>) {
     let id = "firewall";
     let mut open: BTreeMap<Port, bool> = ports.iter().map(|p| (*p, true)).collect();
@@ -353,9 +371,25 @@ pub fn judge(
     let mut fine = Vec::new();
     let mut remedies = Vec::new();
     let mut on = Vec::new();
+    let mut not_judged = String::new();
     if let Some((fw, true)) = firewalld {
         on.push("firewalld");
-        for z in &fw.zones {
+        let (judged, others) = fw.judged(node_interface);
+        if !others.is_empty() {
+            not_judged = format!(
+                " (not judged: {}; nodeadm opens ports only in the default zone {}{})",
+                others
+                    .iter()
+                    .map(|z| format!("zone {} on {}", z.name, z.interfaces.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                fw.default_zone,
+                node_interface.map_or(String::new(), |i| format!(
+                    ", and the node IP's interface is {i}"
+                )),
+            );
+        }
+        for z in judged {
             let mut missing = Vec::new();
             for p in ports {
                 match fw.zone_allows(z, p) {
@@ -428,13 +462,17 @@ pub fn judge(
             Check::pass(
                 domain,
                 id,
-                format!("{} lets in {}", on.join(" and "), fine.join(", ")),
+                format!(
+                    "{} lets in {}{not_judged}",
+                    on.join(" and "),
+                    fine.join(", ")
+                ),
             ),
             series,
         );
     }
     (
-        Check::new(domain, id, Status::Fail, format!("{}: the kubelet (10250/tcp) and the CNI's VXLAN overlay must be reachable from the cluster", closed.join("; ")))
+        Check::new(domain, id, Status::Fail, format!("{}: the kubelet (10250/tcp) and the CNI's VXLAN overlay must be reachable from the cluster{not_judged}", closed.join("; ")))
             .with_remedy(remedies.join("; ")),
         series,
     )

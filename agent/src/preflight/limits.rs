@@ -9,6 +9,7 @@
 //! kernel's own (half of `kernel.threads-max`). The soft limit is the one
 //! a process runs into, so that is what is judged.
 
+use super::files::read_text;
 use super::units::{self, parse_section, Unit};
 use crate::check::{Check, Status};
 use crate::host::Host;
@@ -97,7 +98,7 @@ pub fn manager_default(host: &Host, r: Resource) -> Option<Limit> {
     files.extend(dropins.into_values());
     let mut found = None;
     for f in &files {
-        let Ok(text) = std::fs::read_to_string(host.path(f)) else {
+        let Ok(text) = read_text(host, f) else {
             continue;
         };
         for a in parse_section(&text, "Manager", f) {
@@ -116,7 +117,7 @@ fn builtin(host: &Host, r: Resource) -> Option<Limit> {
             soft: Some(1024),
             from: "systemd's built-in default (1024:524288)".to_owned(),
         }),
-        Resource::Nproc => std::fs::read_to_string(host.path("/proc/sys/kernel/threads-max"))
+        Resource::Nproc => read_text(host, "/proc/sys/kernel/threads-max")
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())
             .map(|t| Limit {

@@ -100,7 +100,7 @@ impl Metrics {
         );
         r.register(
             "no_proxy_uncovered",
-            "Destinations (localhost, API endpoint, registries) NO_PROXY does not cover while a proxy is set",
+            "Destinations (API endpoint, registries) NO_PROXY does not cover while a proxy is set",
             m.no_proxy_uncovered.clone(),
         );
         r.register(

@@ -8,6 +8,7 @@
 //! behind (`leftovers`). Each family reads and judges in a file of its
 //! own; this module runs them and publishes the metrics.
 
+pub mod files;
 pub mod firewall;
 pub mod leftovers;
 pub mod limits;
@@ -39,12 +40,16 @@ pub struct Edges {
     /// this machine's clock, not for the tree being checked.
     pub time: Option<Box<dyn time::TimeSource>>,
     pub services: Box<dyn ServiceManager>,
+    /// The interface of the node IP kubelet would choose (the default
+    /// route's, [`crate::edge::route::node_interface`]); `|| None` under a
+    /// `--root` other than `/`, whose kernel state is not this machine's.
+    pub node_interface: fn() -> Option<String>,
 }
 
 #[derive(Debug)]
 pub struct PreflightDomain {
     config: PreflightConfig,
-    /// Registry host names (without ports) NO_PROXY must cover.
+    /// Registries (`host[:port]`, as configured) NO_PROXY must cover.
     registries: Vec<String>,
     host: Host,
     facts: Facts,
@@ -102,7 +107,7 @@ impl PreflightDomain {
                 self.metrics
                     .swap_bytes
                     .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                let fstab = std::fs::read_to_string(self.host.path(swap::FSTAB)).ok();
+                let fstab = files::read_text(&self.host, swap::FSTAB).ok();
                 swap::judge(DOMAIN, &areas, fstab.as_deref(), self.before_init())
             }
             Err(e) => Check::new(DOMAIN, "swap", Status::Unknown, e.to_string())
@@ -150,11 +155,16 @@ impl PreflightDomain {
         }
     }
 
-    /// The API server host: from the kubelet kubeconfig after init, else
-    /// the NodeConfig.
+    /// The API server as `host` (port 443) or `host:port`: from the
+    /// kubelet kubeconfig after init, else the NodeConfig.
     fn api_host(&self) -> Option<String> {
-        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref())
-            .map(|(h, _)| h)
+        crate::model::endpoint::api_server(&self.host, self.facts.nodeconfig().as_deref()).map(
+            |(h, p)| match (p, h.contains(':')) {
+                (443, _) => h,
+                (p, true) => format!("[{h}]:{p}"),
+                (p, false) => format!("{h}:{p}"),
+            },
+        )
     }
 
     fn run_proxy(&self, checks: &mut Vec<Check>) {
@@ -166,7 +176,9 @@ impl PreflightDomain {
                 .is_some_and(|h| h.ssm.is_some())
         });
         let sources = proxy::gather(&self.host, ssm);
-        let mut must: Vec<(String, String)> = vec![("localhost".into(), "localhost".into())];
+        // Not localhost: Go's httpproxy (kubelet, containerd, the SSM
+        // agent) never proxies localhost or a loopback address.
+        let mut must: Vec<(String, String)> = Vec::new();
         if let Some(api) = self.api_host() {
             must.push(("API server endpoint".into(), api));
         }
@@ -203,6 +215,7 @@ impl PreflightDomain {
             fwd.as_ref().map(|f| (f, fwd_on)),
             ufw.as_ref().map(|u| (u, ufw_on)),
             &ports,
+            (self.edges.node_interface)().as_deref(),
         );
         self.metrics.firewall_port_open.clear();
         for (p, is_open) in open {
@@ -217,7 +230,7 @@ impl PreflightDomain {
     }
 
     fn run_leftovers(&self) -> Check {
-        let kubeconfig_server = std::fs::read_to_string(self.host.path(KUBELET_KUBECONFIG))
+        let kubeconfig_server = files::read_text(&self.host, KUBELET_KUBECONFIG)
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {
@@ -285,14 +298,8 @@ impl Domain for PreflightDomain {
 
     fn reconfigure(&mut self, config: &Config) {
         self.config = config.preflight.clone();
-        self.registries = config
-            .registry
-            .iter()
-            .map(|r| match r.host.rsplit_once(':') {
-                Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h.to_owned(),
-                _ => r.host.clone(),
-            })
-            .collect();
+        // The port stays: Go's NO_PROXY entry `host:port` matches only it.
+        self.registries = config.registry.iter().map(|r| r.host.clone()).collect();
     }
 
     fn run(&mut self) -> Vec<Check> {

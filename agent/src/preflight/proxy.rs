@@ -5,18 +5,20 @@
 //! yum/dnf `proxy=`) and the environment of the kubelet, containerd and
 //! SSM agent units (`Environment=` in the unit or its drop-ins; nodeadm's
 //! docs write `<unit>.service.d/http-proxy.conf`) carry the same values,
-//! and NO_PROXY covers what must not go through the proxy: localhost, the
-//! API server endpoint and the registries.
+//! and NO_PROXY covers what must not go through the proxy: the API server
+//! endpoint and the registries (not localhost: Go's `httpproxy` never
+//! proxies it, whatever NO_PROXY says).
 //!
 //! nodeadm reads the variables of its own shell; a daemon has no such
 //! shell, so /etc/environment (what pam_env gives every login) stands for
 //! it. Values are shown with any `user:password@` cut out.
 
+use super::files::read_text;
 use super::units;
 use crate::check::{Check, Status};
 use crate::host::Host;
+use crate::model::proxy::{host_and_port, NoProxy};
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 pub const ENVIRONMENT: &str = "/etc/environment";
 const APT_CONF: &str = "/etc/apt/apt.conf";
@@ -138,7 +140,7 @@ pub fn parse_apt(text: &str, file: &str) -> Vec<Setting> {
 /// The SSM agent's unit where nodeadm installs it: the snap on Ubuntu,
 /// the package elsewhere (proxy_validator.go `validateSSMProxyConfig`).
 fn ssm_unit_for(host: &Host) -> &'static str {
-    let ubuntu = std::fs::read_to_string(host.path("/etc/os-release"))
+    let ubuntu = read_text(host, "/etc/os-release")
         .is_ok_and(|t| t.lines().any(|l| l.trim() == "ID=ubuntu"));
     if ubuntu {
         UNITS[3].0
@@ -153,7 +155,7 @@ fn ssm_unit_for(host: &Host) -> &'static str {
 pub fn gather(host: &Host, ssm: bool) -> Vec<Source> {
     let ssm_unit = ssm_unit_for(host);
     let mut sources = Vec::new();
-    let read = |p: &str| std::fs::read_to_string(host.path(p)).ok();
+    let read = |p: &str| read_text(host, p).ok();
     sources.push(Source {
         name: ENVIRONMENT.to_owned(),
         env: true,
@@ -228,14 +230,15 @@ pub fn gather(host: &Host, ssm: bool) -> Vec<Source> {
 }
 
 /// `scheme://user:password@host:port` → `scheme://***@host:port`: a
-/// proxy's credentials are never shown.
+/// proxy's credentials are never shown. Everything before the last `@`
+/// is hidden, even past a `/`: a password may hold one unescaped
+/// (`user:pa/ss@proxy`), and hiding a path by mistake costs nothing.
 pub fn redact(v: &str) -> String {
     let (scheme, rest) = match v.find("://") {
         Some(i) => v.split_at(i + 3),
         None => ("", v),
     };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => v.to_owned(),
     }
@@ -256,61 +259,12 @@ fn same(var: &str, a: &str, b: &str) -> bool {
     }
 }
 
-/// Whether NO_PROXY `entries` keeps `host` off the proxy, with the rules
-/// of Go's `golang.org/x/net/http/httpproxy` (what the kubelet, containerd
-/// and the SSM agent use): `*`; an IP or CIDR; a name matching itself and
-/// its subdomains; `.name` or `*.name` matching subdomains only.
-pub fn bypasses(no_proxy: &str, host: &str) -> bool {
-    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-    let ip: Option<IpAddr> = host.parse().ok();
-    for e in no_proxy_set(no_proxy) {
-        if e == "*" {
-            return true;
-        }
-        if let (Some(ip), Some((net, len))) = (ip, e.split_once('/')) {
-            if let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) {
-                if in_cidr(ip, net, len) {
-                    return true;
-                }
-            }
-            continue;
-        }
-        // An entry may carry a port; it is not compared.
-        let name = match e.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h.to_owned(),
-            _ => e.clone(),
-        };
-        let name = name.trim_matches(['[', ']']).to_owned();
-        if let (Some(ip), Ok(eip)) = (ip, name.parse::<IpAddr>()) {
-            if ip == eip {
-                return true;
-            }
-            continue;
-        }
-        let name = name.strip_prefix('*').unwrap_or(&name);
-        if let Some(suffix) = name.strip_prefix('.') {
-            if host.ends_with(&format!(".{suffix}")) {
-                return true;
-            }
-        } else if host == name || host.ends_with(&format!(".{name}")) {
-            return true;
-        }
-    }
-    false
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, len: u32) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
+/// Whether NO_PROXY's value keeps `authority` (`host[:port]`, 443 when
+/// no port is written) off the proxy, as Go's `httpproxy` decides
+/// ([`NoProxy::bypasses`]).
+pub fn bypasses(no_proxy: &str, authority: &str) -> bool {
+    let (host, port) = host_and_port(authority);
+    NoProxy::parse(no_proxy).bypasses(host, port)
 }
 
 /// The outcome: the consistency check, the NO_PROXY check, and for the
@@ -325,8 +279,8 @@ pub struct Verdict {
     pub uncovered: usize,
 }
 
-/// Judges the sources; `must_bypass` are (what, host) pairs NO_PROXY must
-/// cover (localhost, the API endpoint, the registries).
+/// Judges the sources; `must_bypass` are (what, `host[:port]`) pairs
+/// NO_PROXY must cover (the API endpoint, the registries).
 pub fn judge(
     domain: &'static str,
     sources: &[Source],
@@ -462,7 +416,13 @@ pub fn judge(
         .filter(|(_, h)| !no_proxy.is_some_and(|n| bypasses(&n.value, h)))
         .map(|(what, h)| format!("{h} ({what})"))
         .collect();
-    let no_proxy_check = if missing.is_empty() {
+    let no_proxy_check = if must_bypass.is_empty() {
+        Check::not_applicable(
+            domain,
+            "no_proxy",
+            "nothing NO_PROXY must cover is known yet (no API server endpoint, no registry configured)",
+        )
+    } else if missing.is_empty() {
         Check::pass(
             domain,
             "no_proxy",

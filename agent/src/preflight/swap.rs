@@ -66,17 +66,18 @@ pub fn parse(text: &str) -> Result<Vec<Area>, ParseError> {
 /// Why the active swap areas are not known.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot read {PROC_SWAPS}: {0}")]
-    Io(#[source] std::io::Error),
+    /// The file is there but cannot be read (or is no regular file).
+    #[error(transparent)]
+    Io(#[from] crate::host::SmallFileError),
     #[error(transparent)]
     Parse(#[from] ParseError),
 }
 
 /// Reads the active areas under `--root`; no /proc/swaps means none.
 pub fn read(host: &Host) -> Result<Vec<Area>, ReadError> {
-    match std::fs::read_to_string(host.path(PROC_SWAPS)) {
+    match super::files::read_text(host, PROC_SWAPS) {
         Ok(t) => Ok(parse(&t)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => Err(ReadError::Io(e)),
     }
 }

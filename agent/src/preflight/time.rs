@@ -143,6 +143,10 @@ pub enum Reading {
         /// `CanNTP=`: an NTP service is installed.
         can_ntp: Option<bool>,
         offset: Option<f64>,
+        /// chronyc is installed but failed (chronyd not running: `506
+        /// Cannot talk to daemon`). nodeadm's ntp-sync validation returns
+        /// that error; it never asks timedatectl then.
+        chrony_error: Option<ExecError>,
     },
     /// Neither answered; the errors of each tool tried.
     Nothing(Vec<ExecError>),
@@ -152,7 +156,7 @@ pub enum Reading {
 
 /// Asks chrony first (nodeadm does), then systemd's `timedatectl`.
 pub fn read(src: &dyn TimeSource) -> Reading {
-    let mut errors = Vec::new();
+    let mut errors: Vec<ExecError> = Vec::new();
     match src.chrony_tracking() {
         Ok(csv) => {
             return match parse_tracking(&csv) {
@@ -173,6 +177,7 @@ pub fn read(src: &dyn TimeSource) -> Reading {
                 .timesync_status()
                 .ok()
                 .and_then(|t| parse_timesync_offset(&t)),
+            chrony_error: errors.pop(),
         },
         Err(e) => {
             errors.push(e);
@@ -244,7 +249,7 @@ pub fn judge(
             true,
             Some(t.offset),
         ),
-        Reading::Timesyncd { synchronized: false, ntp, can_ntp, offset } => {
+        Reading::Timesyncd { synchronized: false, ntp, can_ntp, offset, chrony_error } => {
             let (why, remedy) = match (can_ntp, ntp) {
                 (Some(false), _) => (
                     "no NTP service is installed (`timedatectl`: CanNTP=no, NTPSynchronized=no)",
@@ -256,13 +261,24 @@ pub fn judge(
                 ),
                 _ => ("`timedatectl` reports NTPSynchronized=no", TIMESYNCD_REMEDY),
             };
+            let chrony = chrony_error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; chronyc is installed but chronyd does not answer ({e})"));
             (
-                Check::new(domain, id, Status::Fail, format!("the clock is not synchronised: {why}"))
+                Check::new(domain, id, Status::Fail, format!("the clock is not synchronised: {why}{chrony}"))
                     .with_remedy(remedy),
                 false,
                 *offset,
             )
         }
+        // nodeadm's ntp-sync validation returns chronyc's error as soon as
+        // chronyc is on the PATH: init fails although the clock is right.
+        Reading::Timesyncd { synchronized: true, chrony_error: Some(e), offset, .. } => (
+            Check::new(domain, id, Status::Fail, format!("chronyc is installed but chronyd does not answer ({e}): nodeadm's ntp-sync validation asks chrony and fails with that error, although `timedatectl` reports NTPSynchronized=yes"))
+                .with_remedy("start chronyd (`systemctl enable --now chronyd` or `chrony`), or remove the chrony package if systemd-timesyncd keeps the time"),
+            true,
+            *offset,
+        ),
         Reading::Timesyncd { synchronized: true, offset: Some(o), .. } => (
             offset_verdict(*o, "systemd-timesyncd synchronises the clock".to_owned(), TIMESYNCD_REMEDY),
             true,

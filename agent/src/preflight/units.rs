@@ -11,6 +11,7 @@
 //! lexical order of their file names, a file in an earlier directory
 //! masking one of the same name in a later one.
 
+use super::files::read_text;
 use crate::host::Host;
 use std::collections::BTreeMap;
 
@@ -112,7 +113,7 @@ pub fn load(host: &Host, name: &str, section: &str) -> Unit {
         assignments: Vec::new(),
     };
     for path in file.iter().chain(unit.dropins.clone().iter()) {
-        if let Ok(text) = std::fs::read_to_string(host.path(path)) {
+        if let Ok(text) = read_text(host, path) {
             unit.assignments.extend(parse_section(&text, section, path));
         }
     }

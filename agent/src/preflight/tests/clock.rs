@@ -172,3 +172,49 @@ fn no_time_daemon_fails_and_says_what_each_tool_said() {
         c.summary
     );
 }
+
+#[test]
+fn chrony_installed_but_silent_is_not_hidden_by_timedatectl() {
+    // chronyd stopped (506), timesyncd keeps the time: nodeadm asks
+    // chrony first and fails with its error (internal/system/ntp.go).
+    let (c, synced, off) = clock(
+        &Recorded {
+            chrony_missing: false,
+            show: Some("CanNTP=yes\nNTP=yes\nNTPSynchronized=yes\n"),
+            timesync: Some("Offset: +1.0ms\n"),
+            ..NO_TOOLS
+        },
+        100,
+        1000,
+    );
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary
+            .contains("chronyc is installed but chronyd does not answer"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.summary.contains("506 Cannot talk to daemon"),
+        "{}",
+        c.summary
+    );
+    assert!(synced);
+    assert_eq!(off, Some(0.001));
+    // Not synchronised either: the Fail names both.
+    let (c, ..) = clock(
+        &Recorded {
+            chrony_missing: false,
+            show: Some("CanNTP=yes\nNTP=no\nNTPSynchronized=no\n"),
+            ..NO_TOOLS
+        },
+        100,
+        1000,
+    );
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary.contains("chronyd does not answer"),
+        "{}",
+        c.summary
+    );
+}

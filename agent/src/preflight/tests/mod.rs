@@ -182,6 +182,7 @@ fn the_domain_runs_every_family_and_exports_them() {
                 ..NO_TOOLS
             })),
             services: Box::new(Running(&["ufw"])),
+            node_interface: || None,
         },
     );
     let checks = d.run();
@@ -243,6 +244,7 @@ fn the_lifecycle_phase_stands_in_for_systemd_under_a_root() {
         Edges {
             time: None,
             services: Box::new(crate::edge::systemctl::NotThisHost),
+            node_interface: || None,
         },
     );
     let find = |checks: &[Check], id: &str| checks.iter().find(|c| c.id == id).cloned().expect(id);
@@ -263,4 +265,48 @@ fn the_lifecycle_phase_stands_in_for_systemd_under_a_root() {
     let checks = d.run();
     assert_eq!(find(&checks, "swap").status, Status::Warn);
     assert_eq!(find(&checks, "leftovers").status, Status::Pass);
+}
+
+#[test]
+fn localhost_is_not_asked_of_no_proxy() {
+    // Go's httpproxy (kubelet, containerd, the SSM agent) never proxies
+    // localhost: a NO_PROXY without it is no finding.
+    let root = tempfile::tempdir().expect("tmp");
+    let r = root.path();
+    write(
+        r,
+        "/etc/environment",
+        "HTTPS_PROXY=http://proxy.corp:3128\nNO_PROXY=.corp\n",
+    );
+    write(
+        r,
+        "/etc/systemd/system/kubelet.service.d/http-proxy.conf",
+        "[Service]\nEnvironment=\"HTTPS_PROXY=http://proxy.corp:3128\" \"NO_PROXY=.corp\"\n",
+    );
+    let mut registry = Registry::with_prefix("hybrid_node");
+    let mut d = PreflightDomain::new(
+        &Config::default(),
+        Host::new(r),
+        &mut registry,
+        Facts::default(),
+        Edges {
+            time: None,
+            services: Box::new(crate::edge::systemctl::NotThisHost),
+            node_interface: || None,
+        },
+    );
+    let checks = d.run();
+    let c = checks
+        .iter()
+        .find(|c| c.id == "no_proxy")
+        .expect("no_proxy");
+    assert_eq!(c.status, Status::NotApplicable, "{c:?}");
+    assert!(!c.summary.contains("localhost"), "{c:?}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.lines()
+            .any(|l| l == "hybrid_node_preflight_no_proxy_uncovered 0"),
+        "{text}"
+    );
 }

@@ -12,7 +12,6 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
     write(r, "/usr/lib/systemd/system/containerd.service.d/http-proxy.conf", "[Service]\nEnvironment=\"HTTPS_PROXY=http://user:other@proxy2.corp:3128\" \"NO_PROXY=10.0.0.0/8,.corp,localhost\"\n");
     fs::create_dir_all(r.join("etc/apt/apt.conf.d")).expect("mkdir");
     let must = vec![
-        ("localhost".to_owned(), "localhost".to_owned()),
         (
             "API server endpoint".to_owned(),
             "abc.gr7.us-west-2.eks.amazonaws.com".to_owned(),
@@ -63,6 +62,36 @@ fn proxy_disagreements_name_file_and_line_and_hide_credentials() {
     let v = proxy::judge(DOMAIN, &proxy::gather(&host, false), &must[..1]);
     assert_eq!(v.proxy.status, Status::Fail);
     assert!(v.proxy.summary.contains("/etc/environment:1 HTTPS_PROXY=http://***@proxy.corp:3128 and /etc/environment:2 https_proxy=http://elsewhere:8080 differ"), "{}", v.proxy.summary);
+}
+
+#[test]
+fn a_fifo_in_apt_conf_d_is_skipped_without_blocking() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(
+        r,
+        "/etc/apt/apt.conf.d/90proxy",
+        "Acquire::https::Proxy \"http://proxy.corp:3128\";\n",
+    );
+    let status = std::process::Command::new("mkfifo")
+        .arg(r.join("etc/apt/apt.conf.d/50fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    // No writer ever opens the FIFO: a blocking read would hang forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(proxy::gather(&host, false));
+    });
+    let sources = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("gather returns although a FIFO sits in apt.conf.d");
+    let apt = sources.iter().find(|s| s.name == "apt").expect("apt");
+    assert_eq!(apt.settings.len(), 1, "{apt:?}");
+    assert!(apt.settings[0]
+        .at
+        .starts_with("/etc/apt/apt.conf.d/90proxy"));
 }
 
 #[test]
@@ -127,12 +156,62 @@ fn no_proxy_matches_like_go() {
     assert!(proxy::bypasses("*.corp", "a.corp"));
     assert!(proxy::bypasses("10.0.0.0/8", "10.1.2.3"));
     assert!(!proxy::bypasses("10.0.0.0/8", "11.1.2.3"));
-    assert!(proxy::bypasses("harbor.corp:5000", "harbor.corp"));
+    // As Go: an entry's port must match (443 when the target has none).
+    assert!(!proxy::bypasses("harbor.corp:5000", "harbor.corp"));
+    assert!(proxy::bypasses("harbor.corp:5000", "harbor.corp:5000"));
+    assert!(proxy::bypasses("harbor.corp", "harbor.corp:5000"));
     assert!(proxy::bypasses("*", "anything"));
     assert!(!proxy::bypasses("notcorp", "corp"));
     assert_eq!(proxy::redact("http://u:p@h:1/x"), "http://***@h:1/x");
     assert_eq!(proxy::redact("u:p@h:1"), "***@h:1");
     assert_eq!(proxy::redact("http://h:1"), "http://h:1");
+}
+
+#[test]
+fn a_password_with_a_slash_is_still_redacted() {
+    let shown = proxy::redact("http://user:pa/ss@proxy:3128");
+    assert_eq!(shown, "http://***@proxy:3128");
+    assert_eq!(proxy::redact("user:p/w@proxy:3128/"), "***@proxy:3128/");
+    assert!(!proxy::redact("https://u:a/b/c@p:1").contains("a/b"));
+}
+
+#[test]
+fn only_the_default_zone_and_the_node_ip_s_zone_are_judged() {
+    let root = tempfile::tempdir().expect("tmp");
+    let host = Host::new(root.path());
+    let r = root.path();
+    write(r, "/etc/firewalld/firewalld.conf", "DefaultZone=public\n");
+    write(
+        r,
+        "/etc/firewalld/zones/public.xml",
+        "<zone><port port=\"10250\" protocol=\"tcp\"/><port port=\"8472\" protocol=\"udp\"/></zone>",
+    );
+    // A second NIC (storage, management) in a zone that drops everything.
+    write(
+        r,
+        "/etc/firewalld/zones/drop.xml",
+        "<zone target=\"DROP\"><interface name=\"eth1\"/></zone>",
+    );
+    let fw = firewall::read_firewalld(&host).expect("installed");
+    let ports = required_ports(Cni::Cilium);
+    let (c, series) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eth0"));
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains("not judged: zone drop on eth1"),
+        "{}",
+        c.summary
+    );
+    assert!(series.iter().all(|(_, open)| *open), "{series:?}");
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    // The node IP's interface in that zone: the cluster's traffic is dropped.
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eth1"));
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(c.summary.contains("firewalld zone drop"), "{}", c.summary);
+    assert!(
+        c.remedy.as_deref().unwrap_or("").contains("--zone=drop"),
+        "{c:?}"
+    );
 }
 
 fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
@@ -147,11 +226,11 @@ fn ufw(rules: &str, enabled: bool) -> firewall::Ufw {
 fn ufw_rules_written_by_ufw_decide_the_ports() {
     let ports = required_ports(Cni::Cilium);
     let open = ufw(UFW_OPEN, true);
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&open, true)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&open, true)), &ports, None);
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(series.iter().all(|(_, o)| *o));
     let deny = ufw(UFW_DENY, true);
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, true)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, true)), &ports, None);
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(
         c.summary.contains(
@@ -168,11 +247,12 @@ fn ufw_rules_written_by_ufw_decide_the_ports() {
         None,
         Some((&deny, true)),
         &required_ports(Cni::Calico),
+        None,
     );
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(c.summary.contains("from 10.0.0.0/8"), "{}", c.summary);
     // Installed, not running: nothing to open.
-    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, false)), &ports);
+    let (c, series) = firewall::judge(DOMAIN, None, Some((&deny, false)), &ports, None);
     assert_eq!(c.status, Status::Pass);
     assert!(c.summary.contains("not running"), "{}", c.summary);
     assert!(series.iter().all(|(_, o)| *o));
@@ -189,7 +269,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     let fw = firewall::read_firewalld(&host).expect("installed");
     assert_eq!(fw.zones.len(), 1);
     let ports = required_ports(Cni::Cilium);
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
     assert_eq!(c.status, Status::Fail, "{c:?}");
     assert!(c.summary.contains("firewalld zone public (/usr/lib/firewalld/zones/public.xml) does not let in 10250/tcp (kubelet)"), "{}", c.summary);
     assert!(
@@ -205,7 +285,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     // The zone firewall-offline-cmd wrote in /etc overrides the shipped one.
     write(r, "/etc/firewalld/zones/public.xml", ZONE_OPEN);
     let fw = firewall::read_firewalld(&host).expect("installed");
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, None);
     assert_eq!(c.status, Status::Pass, "{c:?}");
     // A service carrying the port counts; a trusted zone accepts all.
     write(
@@ -225,7 +305,7 @@ fn firewalld_zones_and_services_decide_the_ports() {
     );
     let fw = firewall::read_firewalld(&host).expect("installed");
     assert_eq!(fw.zones.len(), 2);
-    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports);
+    let (c, _) = firewall::judge(DOMAIN, Some((&fw, true)), None, &ports, Some("eno1"));
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(
         c.summary.contains("service kubelet in zone public"),
