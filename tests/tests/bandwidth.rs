@@ -98,10 +98,21 @@ fn measure(p: &Pair, root: &Path, cfg: &Path, reverse: bool) -> (i32, serde_json
     if reverse {
         args.push("--reverse");
     }
-    let out = p
-        .exec(&p.client, &agent_bin(), &args)
-        .output()
-        .expect("agent");
+    // iperf3 -s takes a moment after a test ends (the reference run just
+    // before) to take the next one; meanwhile it answers "busy", which the
+    // agent reports as it should. Wait that out, briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = p
+            .exec(&p.client, &agent_bin(), &args)
+            .output()
+            .expect("agent");
+        let busy = String::from_utf8_lossy(&out.stderr).contains("is busy running another test");
+        if !busy || std::time::Instant::now() >= deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: stdout {} stderr {}",
