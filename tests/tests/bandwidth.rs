@@ -101,14 +101,14 @@ fn measure(p: &Pair, root: &Path, cfg: &Path, reverse: bool) -> (i32, serde_json
     // iperf3 -s takes a moment after a test ends (the reference run just
     // before) to take the next one; meanwhile it answers "busy", which the
     // agent reports as it should. Wait that out, briefly.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
         let out = p
             .exec(&p.client, &agent_bin(), &args)
             .output()
             .expect("agent");
         let busy = String::from_utf8_lossy(&out.stderr).contains("is busy running another test");
-        if !busy || std::time::Instant::now() >= deadline {
+        if !busy || Instant::now() >= deadline {
             break out;
         }
         std::thread::sleep(Duration::from_millis(300));
