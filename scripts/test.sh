@@ -16,7 +16,8 @@ fi
 # The black-box tests drive the built binary (and the GPU tests load the
 # scripted NVML library, a cdylib: --lib builds it).
 cargo build --workspace --bins --lib --locked
-cargo test --workspace --locked
+# Every test binary runs, so one failure does not hide the next.
+cargo test --workspace --locked --no-fail-fast
 # Every fuzz target for a short, bounded time (and the crashes found so far
 # replayed): under CI, or when asked with FUZZ_SECONDS.
 if [ "${CI:-}" = "true" ] || [ -n "${FUZZ_SECONDS:-}" ]; then
