@@ -4,8 +4,8 @@
 //! endpoint is reached, and the VPC's ranges. `[endpoints]`: how often and
 //! how patiently the endpoints are probed.
 
-use super::dns::Cidr;
 use super::{Interval, SettingError};
+use crate::model::cidr::Cidr;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

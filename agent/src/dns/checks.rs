@@ -1,9 +1,9 @@
 //! Pure verdicts on what a resolver answered.
 
-use super::config::Cidr;
 use super::query::{QueryError, Transport};
 use super::wire::{rcode_name, Answer};
 use crate::check::Status;
+use crate::model::cidr::Cidr;
 use std::net::IpAddr;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use super::probe::{Failure, HostNetworks, Probe};
 use super::DOMAIN;
 use crate::check::{Check, Status};
 use crate::config::cluster::EndpointAccess;
-use crate::config::dns::Cidr;
+use crate::model::cidr::Cidr;
 use crate::tls::CertProblem;
 use std::net::IpAddr;
 use std::time::Duration;

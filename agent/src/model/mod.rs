@@ -4,6 +4,7 @@
 //! imports a domain, so every domain can import them without a circle.
 
 pub mod aws;
+pub mod cidr;
 pub mod containerd;
 pub mod endpoint;
 pub mod nodeconfig;

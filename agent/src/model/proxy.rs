@@ -11,29 +11,14 @@
 //! `*.name` its subdomains only, the port when one is given. `localhost`
 //! and loopback addresses are never proxied, whatever NO_PROXY says.
 
+use super::cidr::Cidr;
 use std::net::IpAddr;
 
-/// `ADDR/LEN` as Go's `net.ParseCIDR` takes it (the address need not be
-/// the network's): `Some(ip in range)` for such an entry, `None` for any
-/// other. Its own few lines: `model` imports nothing of `config`.
+/// `ADDR/LEN` as Go's `net.ParseCIDR` takes it: `Some(ip in range)` for
+/// such an entry, `None` for any other.
 fn cidr_contains(entry: &str, ip: Option<IpAddr>) -> Option<bool> {
-    let (net, len) = entry.split_once('/')?;
-    let net: IpAddr = net.parse().ok()?;
-    let len: u32 = len.parse().ok()?;
-    let inside = match (net, ip) {
-        (IpAddr::V4(_), _) if len > 32 => return None,
-        (IpAddr::V6(_), _) if len > 128 => return None,
-        (IpAddr::V4(n), Some(IpAddr::V4(a))) => {
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (IpAddr::V6(n), Some(IpAddr::V6(a))) => {
-            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            u128::from(n) & mask == u128::from(a) & mask
-        }
-        _ => false,
-    };
-    Some(inside)
+    let range: Cidr = entry.parse().ok()?;
+    Some(ip.is_some_and(|ip| range.contains(ip)))
 }
 
 /// The parsed `NO_PROXY` entries.
