@@ -15,38 +15,21 @@ use std::time::SystemTime;
 /// The kubelet's environment file nodeadm writes
 /// (`internal/kubelet/environment.go`).
 pub const KUBELET_ENV: &str = "/etc/eks/kubelet/environment";
-/// Drop-ins of the kubelet unit, where an admin may set the variable.
-pub const KUBELET_DROPINS: &str = "/etc/systemd/system/kubelet.service.d";
 const VAR: &str = "AWS_SHARED_CREDENTIALS_FILE";
 
 /// `AWS_SHARED_CREDENTIALS_FILE` from the kubelet's environment file or its
-/// unit drop-ins (a drop-in wins: systemd applies `Environment=` after
+/// unit and drop-ins (an `Environment=` wins: systemd applies it after
 /// `EnvironmentFile=`), if set.
 pub fn kubelet_credentials_file(host: &Host) -> Option<String> {
-    let mut found = None;
-    if let Ok(bytes) = host.read_small(KUBELET_ENV, 256 * 1024) {
-        found = env_value(&String::from_utf8_lossy(&bytes));
-    }
-    let mut dropins: Vec<_> = std::fs::read_dir(host.path(KUBELET_DROPINS))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".conf"))
-        .collect();
-    dropins.sort();
-    for name in dropins {
-        let path = format!("{KUBELET_DROPINS}/{name}");
-        if let Ok(bytes) = host.read_small(&path, 256 * 1024) {
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines() {
-                if let Some(rest) = line.trim().strip_prefix("Environment=") {
-                    for word in rest.split_whitespace() {
-                        if let Some(v) = env_value(word.trim_matches('"')) {
-                            found = Some(v);
-                        }
-                    }
-                }
+    let mut found = host
+        .read_small(KUBELET_ENV, 256 * 1024)
+        .ok()
+        .and_then(|bytes| env_value(&String::from_utf8_lossy(&bytes)));
+    let unit = crate::edge::units::load(host, "kubelet.service", "Service");
+    for a in unit.all("Environment") {
+        for (k, v) in crate::edge::units::environment_pairs(&a.value) {
+            if k == VAR && !v.is_empty() {
+                found = Some(v);
             }
         }
     }

@@ -8,5 +8,6 @@ pub mod containerd;
 pub mod exec;
 pub mod route;
 pub mod systemctl;
+pub mod units;
 
 pub use exec::ExecError;

@@ -16,9 +16,9 @@
 //! Whether the firewall runs comes from `systemctl is-active` on this host,
 //! and from the unit being enabled for a tree under `--root`.
 
-use super::files::read_text;
-use super::units;
 use crate::check::{Check, Status};
+use crate::edge::units;
+use crate::host::read_text;
 use crate::host::Host;
 use std::collections::BTreeMap;
 

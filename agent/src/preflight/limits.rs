@@ -9,9 +9,9 @@
 //! kernel's own (half of `kernel.threads-max`). The soft limit is the one
 //! a process runs into, so that is what is judged.
 
-use super::files::read_text;
-use super::units::{self, parse_section, Unit};
 use crate::check::{Check, Status};
+use crate::edge::units::{self, parse_section, Unit};
+use crate::host::read_text;
 use crate::host::Host;
 
 /// The units judged, with the `unit` label.

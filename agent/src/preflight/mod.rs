@@ -8,7 +8,6 @@
 //! behind (`leftovers`). Each family reads and judges in a file of its
 //! own; this module runs them and publishes the metrics.
 
-pub mod files;
 pub mod firewall;
 pub mod leftovers;
 pub mod limits;
@@ -16,7 +15,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod swap;
 pub mod time;
-pub mod units;
 
 use crate::check::{names, Check, Status};
 use crate::config::preflight::{Cni, PreflightConfig};
@@ -107,7 +105,7 @@ impl PreflightDomain {
                 self.metrics
                     .swap_bytes
                     .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-                let fstab = files::read_text(&self.host, swap::FSTAB).ok();
+                let fstab = crate::host::read_text(&self.host, swap::FSTAB).ok();
                 swap::judge(DOMAIN, &areas, fstab.as_deref(), self.before_init())
             }
             Err(e) => Check::new(DOMAIN, "swap", Status::Unknown, e.to_string())
@@ -230,7 +228,7 @@ impl PreflightDomain {
     }
 
     fn run_leftovers(&self) -> Check {
-        let kubeconfig_server = files::read_text(&self.host, KUBELET_KUBECONFIG)
+        let kubeconfig_server = crate::host::read_text(&self.host, KUBELET_KUBECONFIG)
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {

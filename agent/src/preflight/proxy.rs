@@ -13,9 +13,9 @@
 //! shell, so /etc/environment (what pam_env gives every login) stands for
 //! it. Values are shown with any `user:password@` cut out.
 
-use super::files::read_text;
-use super::units;
 use crate::check::{Check, Status};
+use crate::edge::units;
+use crate::host::read_text;
 use crate::host::Host;
 use crate::model::proxy::{host_and_port, NoProxy};
 use std::collections::BTreeSet;

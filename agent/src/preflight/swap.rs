@@ -3,8 +3,8 @@
 //! them from /etc/fstab but stops at a swap partition
 //! (aws/eks-hybrid internal/system/swap.go, swap_validator.go).
 
-use super::units::escape_path;
 use crate::check::{Check, Status};
+use crate::edge::units::escape_path;
 use crate::host::Host;
 
 /// The kernel's list of active swap areas.
@@ -75,7 +75,7 @@ pub enum ReadError {
 
 /// Reads the active areas under `--root`; no /proc/swaps means none.
 pub fn read(host: &Host) -> Result<Vec<Area>, ReadError> {
-    match super::files::read_text(host, PROC_SWAPS) {
+    match crate::host::read_text(host, PROC_SWAPS) {
         Ok(t) => Ok(parse(&t)?),
         Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => Err(ReadError::Io(e)),

@@ -44,7 +44,10 @@ fn swap_areas_fail_with_steps_per_kind() {
         swap::parse("header\n/x file 1\n"),
         Err(swap::ParseError { line: 2, fields: 3 })
     );
-    assert_eq!(units::escape_path("/swap file"), "swap\\x20file");
+    assert_eq!(
+        crate::edge::units::escape_path("/swap file"),
+        "swap\\x20file"
+    );
 }
 
 #[test]

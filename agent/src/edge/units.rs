@@ -1,4 +1,5 @@
-//! systemd units as files under `--root`: where a unit's file and drop-ins
+//! systemd units as files under `--root` (the preflight limits, proxy and
+//! firewall checks, the credentials domain's kubelet environment): where a unit's file and drop-ins
 //! are, their `[Service]` assignments in the order systemd applies them
 //! (with file and line, so a verdict can name them), and whether a unit is
 //! enabled. Read from disk rather than asked of `systemctl show`, so the
@@ -11,7 +12,7 @@
 //! lexical order of their file names, a file in an earlier directory
 //! masking one of the same name in a later one.
 
-use super::files::read_text;
+use crate::host::read_text;
 use crate::host::Host;
 use std::collections::BTreeMap;
 
