@@ -640,3 +640,62 @@ pub fn promtool_check_metrics(scrape: &str) -> Option<String> {
     assert!(out.status.success(), "promtool: {report}\n---\n{scrape}");
     Some(report)
 }
+
+/// The package `scripts/package.sh` built under `target/<dir>` (`debian`
+/// `deb`, `generate-rpm` `rpm`), if there is one built after the last
+/// change to what it ships (the agent's sources, the unit, the packaging
+/// files): a stale package would test yesterday's agent. Missing or stale
+/// fails under CI and skips with the reason elsewhere.
+pub fn built_package(dir: &str, ext: &str) -> Option<PathBuf> {
+    let found = std::fs::read_dir(repo_root().join("target").join(dir))
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == ext))
+        });
+    let Some(package) = found else {
+        assert!(
+            !in_ci(),
+            "no .{ext} under target/{dir}: scripts/package.sh must run first"
+        );
+        eprintln!("SKIP: no .{ext} package; run scripts/package.sh");
+        return None;
+    };
+    let built = std::fs::metadata(&package).and_then(|m| m.modified()).ok();
+    let newest_source = ["agent/src", "agent/Cargo.toml", "systemd", "packaging"]
+        .iter()
+        .filter_map(|p| newest_mtime(&repo_root().join(p)))
+        .max();
+    if let (Some(built), Some(source)) = (built, newest_source) {
+        if source > built {
+            assert!(
+                !in_ci(),
+                "{} is older than the sources it ships: scripts/package.sh must run first",
+                package.display()
+            );
+            eprintln!(
+                "SKIP: {} is older than the sources; run scripts/package.sh",
+                package.display()
+            );
+            return None;
+        }
+    }
+    Some(package)
+}
+
+/// The latest modification time of `path` or anything below it.
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    let own = meta.modified().ok();
+    if !meta.is_dir() {
+        return own;
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| newest_mtime(&e.path()))
+        .chain(own)
+        .max()
+}

@@ -5,27 +5,12 @@
 //! The packages come from `scripts/package.sh`, which `scripts/test.sh` runs
 //! first under `CI=true`.
 
-use hybrid_node_agent_e2e::{in_ci, repo_root, require_tool};
+use hybrid_node_agent_e2e::{in_ci, require_tool};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn package(dir: &str, ext: &str) -> Option<PathBuf> {
-    let found = std::fs::read_dir(repo_root().join("target").join(dir))
-        .ok()
-        .and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == ext))
-        });
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "no .{ext} under target/{dir}: scripts/package.sh must run first"
-        );
-        eprintln!("SKIP: no .{ext} package; run scripts/package.sh");
-    }
-    found
+    hybrid_node_agent_e2e::built_package(dir, ext)
 }
 
 fn run(cmd: &mut Command) -> Output {

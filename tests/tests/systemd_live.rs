@@ -24,7 +24,7 @@
 //! cached by `scripts/live-host.sh`.
 
 use hybrid_node_agent_e2e::live::{self, BootedHost};
-use hybrid_node_agent_e2e::{eventually, http_get, in_ci, pki, repo_root, sample, status_check};
+use hybrid_node_agent_e2e::{eventually, http_get, pki, repo_root, sample, status_check};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,22 +36,7 @@ const NODECONFIG: &str = "/etc/nodeadm/nodeconfig.yaml";
 const REGISTRY: &str = "harbor.example.internal:5000";
 
 fn deb() -> Option<PathBuf> {
-    let dir = repo_root().join("target/debian");
-    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-    });
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "no .deb under {}: scripts/package.sh must run first",
-            dir.display()
-        );
-        eprintln!("SKIP: no .deb; run scripts/package.sh");
-    }
-    found
+    hybrid_node_agent_e2e::built_package("debian", "deb")
 }
 
 /// The same package as a higher version (for the upgrade step).
