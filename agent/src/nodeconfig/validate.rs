@@ -297,11 +297,8 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
         .unwrap_or("invalid TOML")
         .trim()
         .to_owned();
-    let (position, context) = match embedded_block_start(text) {
-        Some((first_line, indent)) => (
-            Some((first_line + toml_line - 1, indent + toml_col)),
-            String::new(),
-        ),
+    let (position, context) = match embedded_block_position(text, toml_text, toml_line) {
+        Some((line, indent)) => (Some((line, indent + toml_col)), String::new()),
         None => (
             locate_key(text, "containerd"),
             format!(" (line {toml_line}, column {toml_col} of the embedded TOML)"),
@@ -319,19 +316,37 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
     })
 }
 
-/// Where the embedded TOML of a YAML block scalar (`config: |`) starts:
-/// its first line (1-based) and indentation.
-fn embedded_block_start(text: &str) -> Option<(usize, usize)> {
+/// The file line (1-based) and indentation of line `toml_line` of the
+/// embedded TOML, when it sits in a literal block scalar (`config: |`)
+/// whose lines are, one for one, the TOML's lines up to that one. The key
+/// is found by reading the text, not the YAML tree, so the block is
+/// verified against the decoded value: a quoted or folded value, an
+/// alias, or another `config: |` further down maps nowhere (`None`), and
+/// a position never points past the end of the file.
+fn embedded_block_position(text: &str, toml_text: &str, toml_line: usize) -> Option<(usize, usize)> {
     let (containerd_line, _) = locate_key(text, "containerd")?;
     let (config_line, _) = locate_key_from(text, "config", containerd_line + 1)?;
-    let header = text.lines().nth(config_line - 1)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.get(config_line - 1)?;
     let value = header.split_once(':')?.1.trim();
-    if !(value.starts_with('|') || value.starts_with('>')) {
+    if !value.starts_with('|') {
         return None;
     }
-    let first = text.lines().nth(config_line)?;
+    let block = lines.get(config_line..)?;
+    let first = block.iter().find(|l| !l.trim().is_empty())?;
     let indent = first.len() - first.trim_start().len();
-    Some((config_line + 1, indent))
+    let mut wanted = toml_text.lines();
+    for (i, line) in block.iter().enumerate().take(toml_line) {
+        let expected = wanted.next()?;
+        let content = line.get(indent..).unwrap_or_else(|| line.trim_start());
+        if content.trim_end() != expected.trim_end() {
+            return None;
+        }
+        if i + 1 == toml_line {
+            return Some((config_line + 1 + i, indent));
+        }
+    }
+    None
 }
 
 fn check_certificate(host: &Host, path: &str, now: SystemTime) -> Result<(), String> {
@@ -418,6 +433,24 @@ mod tests {
         assert_eq!(areas, vec!["kubelet_flags", "containerd_toml"], "{f:?}");
         // `[plugins` is on line 17 of the YAML; the error is at its end.
         assert_eq!(f[1].position.map(|p| p.0), Some(17), "{f:?}");
+    }
+
+    #[test]
+    fn bad_toml_outside_a_literal_block_is_placed_at_its_key_never_past_the_file() {
+        // A double-quoted value in a flow mapping: its TOML lines are not
+        // file lines, and the next `config: |` in the text is part of a
+        // kubelet flag's block scalar.
+        let quoted = ssm("  containerd: {config: \"\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n[plugins\"}\n  kubelet:\n    flags:\n      - |\n        config: |\n          x\n");
+        let f = findings(&quoted);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].position.map(|p| p.0), Some(11), "{f:?}");
+        assert!(f[0].message.contains("(line 21, column"), "{}", f[0].message);
+        // Folded (`>`) lines do not map one to one.
+        let folded = ssm("  containerd:\n    config: >\n      version = 2\n\n      [plugins\n");
+        let f = findings(&folded);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].position.map(|p| p.0), Some(11), "{f:?}");
+        assert!(f[0].message.contains("of the embedded TOML"), "{}", f[0].message);
     }
 
     const IAM_RA: &str = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: us-west-2\n  hybrid:\n    iamRolesAnywhere:\n      nodeName: rack12-node07\n      trustAnchorArn: arn:aws:rolesanywhere:us-west-2:1:trust-anchor/a\n      profileArn: arn:aws:rolesanywhere:us-west-2:1:profile/b\n      roleArn: arn:aws:iam::1:role/c\n";
