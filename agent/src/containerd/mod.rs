@@ -2,6 +2,7 @@
 //! as `nodeadm init` would write it before init, from the host's files after
 //! — and report the traps that silently break pulls or the CRI plugin.
 
+pub mod checks;
 pub mod downgrade;
 pub mod effective;
 pub mod loadability;
@@ -16,7 +17,8 @@ use crate::domain::Domain;
 use crate::facts::Facts;
 use crate::host::Host;
 use crate::model::Phase;
-use effective::{analyze, Binary, ConfigSet, Context, DOMAIN};
+use checks::{analyze, Context};
+use effective::{Binary, ConfigSet, DOMAIN};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
