@@ -22,7 +22,8 @@
 //! serde model then reads without surprises; what nodeadm accepts but a
 //! person should hear about comes back as [`Notice`]s.
 
-use super::yaml11::{go_float32, Node, Pos, Value};
+use super::scalars::go_float32;
+use super::yaml11::{Node, Pos, Value};
 use serde_json::{Map, Value as Json};
 
 /// What a field holds, in Go's terms.

@@ -323,7 +323,11 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
 /// verified against the decoded value: a quoted or folded value, an
 /// alias, or another `config: |` further down maps nowhere (`None`), and
 /// a position never points past the end of the file.
-fn embedded_block_position(text: &str, toml_text: &str, toml_line: usize) -> Option<(usize, usize)> {
+fn embedded_block_position(
+    text: &str,
+    toml_text: &str,
+    toml_line: usize,
+) -> Option<(usize, usize)> {
     let (containerd_line, _) = locate_key(text, "containerd")?;
     let (config_line, _) = locate_key_from(text, "config", containerd_line + 1)?;
     let lines: Vec<&str> = text.lines().collect();
@@ -444,13 +448,21 @@ mod tests {
         let f = findings(&quoted);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].position.map(|p| p.0), Some(11), "{f:?}");
-        assert!(f[0].message.contains("(line 21, column"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("(line 21, column"),
+            "{}",
+            f[0].message
+        );
         // Folded (`>`) lines do not map one to one.
         let folded = ssm("  containerd:\n    config: >\n      version = 2\n\n      [plugins\n");
         let f = findings(&folded);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].position.map(|p| p.0), Some(11), "{f:?}");
-        assert!(f[0].message.contains("of the embedded TOML"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("of the embedded TOML"),
+            "{}",
+            f[0].message
+        );
     }
 
     const IAM_RA: &str = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: us-west-2\n  hybrid:\n    iamRolesAnywhere:\n      nodeName: rack12-node07\n      trustAnchorArn: arn:aws:rolesanywhere:us-west-2:1:trust-anchor/a\n      profileArn: arn:aws:rolesanywhere:us-west-2:1:profile/b\n      roleArn: arn:aws:iam::1:role/c\n";
