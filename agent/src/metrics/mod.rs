@@ -5,6 +5,7 @@
 //! are atomics the domains update after each run, and `hybrid_node_check_status`
 //! is encoded straight from the result cache. A scrape therefore only encodes.
 
+pub mod basic_auth;
 pub mod conn;
 pub mod expfmt;
 pub mod label;

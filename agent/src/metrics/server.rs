@@ -2,8 +2,9 @@
 //! HTTP/1 server. Every response is built from cached state; nothing here
 //! waits on a probe.
 
+use super::basic_auth::Decision;
 use super::conn::{Connections, Limits, Pacer};
-use super::webconfig::{Decision, WebConfig};
+use super::webconfig::WebConfig;
 use super::{encode, Format};
 use crate::check::Tally;
 use crate::facts::Facts;
