@@ -601,6 +601,19 @@ impl Default for RhelRoot {
     }
 }
 
+/// The report a `check -o json` / `apply -o json` run printed; a run that
+/// printed none fails the test with what it wrote to stdout and stderr.
+pub fn json_report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): exit {}, stdout {:?}, stderr {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// `(status, summary)` of check `domain`/`id` in a `check -o json` report.
 pub fn check_in<'a>(report: &'a serde_json::Value, domain: &str, id: &str) -> (&'a str, &'a str) {
     let c = report["checks"]

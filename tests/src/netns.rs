@@ -91,6 +91,15 @@ impl Pair {
         c
     }
 
+    /// `hybrid-node-agent --root ROOT --config CONFIG check -o json` in the
+    /// client namespace, not yet run (add to its environment first).
+    pub fn agent_check(&self, root: &Path, config: &Path) -> Command {
+        let mut c = self.exec(&self.client, &crate::agent_bin(), &["--root"]);
+        c.arg(root).arg("--config").arg(config);
+        c.args(["check", "-o", "json"]).env_remove("RUST_LOG");
+        c
+    }
+
     /// dnsmasq serving DNS on `listen` in the server namespace, answering
     /// each `(domain, address)` pair (a domain and all names under it)
     /// and nothing else; stopped when the handle drops.

@@ -7,7 +7,7 @@
 
 use hybrid_node_agent_e2e::netns::Pair;
 use hybrid_node_agent_e2e::{
-    agent_bin, eventually, free_port, require_tool, sample, status_check, KillOnDrop,
+    agent_bin, eventually, free_port, json_report, require_tool, sample, status_check, KillOnDrop,
 };
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -113,13 +113,7 @@ fn measure(p: &Pair, root: &Path, cfg: &Path, reverse: bool) -> (i32, serde_json
         }
         std::thread::sleep(Duration::from_millis(300));
     };
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = json_report(&out);
     (out.status.code().unwrap_or(-1), report)
 }
 

@@ -14,7 +14,7 @@
 //! effect), `runtime_binary` (names the daemon's default runtime).
 
 use hybrid_node_agent_e2e::containerd::{lines, nodeadm_template, truth, Line, Truth, SANDBOX};
-use hybrid_node_agent_e2e::{fixture, root_from_fixture, run_agent};
+use hybrid_node_agent_e2e::{fixture, json_report, root_from_fixture, run_agent};
 use serde_json::Value;
 
 const NODECONFIG: &str = "etc/nodeadm/nodeconfig.yaml";
@@ -115,13 +115,7 @@ fn agent_report(line: &Line, toml: &str) -> Value {
         "-o",
         "json",
     ]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    json_report(&out)
 }
 
 fn verdict<'a>(report: &'a Value, id: &str) -> Option<(&'a str, &'a str)> {

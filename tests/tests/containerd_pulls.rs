@@ -8,7 +8,7 @@
 
 use hybrid_node_agent_e2e::containerd::{lines, start, Line};
 use hybrid_node_agent_e2e::oci::{push_image, start_registry};
-use hybrid_node_agent_e2e::{agent_bin, free_port, pki, require_tool};
+use hybrid_node_agent_e2e::{agent_bin, free_port, json_report, pki, require_tool};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -75,13 +75,7 @@ fn apply(line: &Line, work: &Path, certs_d: &Path, ca: &Path, port: u16) -> Valu
         .env_remove("RUST_LOG")
         .output()
         .expect("run apply");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    json_report(&out)
 }
 
 /// The pull went to `https://harbor.example.internal` itself (the hosts.toml
@@ -386,6 +380,5 @@ fn agent_check(line: &Line, toml: &str) -> Value {
         .env_remove("RUST_LOG")
         .output()
         .expect("run check");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    json_report(&out)
 }

@@ -5,7 +5,7 @@
 //! that only opened UDP would.
 
 use hybrid_node_agent_e2e::netns::{self, Pair};
-use hybrid_node_agent_e2e::{agent_bin, check_in, require_tool, KillOnDrop};
+use hybrid_node_agent_e2e::{check_in, json_report, require_tool, KillOnDrop};
 use std::path::Path;
 
 const RESOLVER: &str = "10.81.0.2";
@@ -25,25 +25,11 @@ fn dnsmasq_in(p: &Pair, dnsmasq: &Path, listen: &str) -> KillOnDrop {
 }
 
 fn check(p: &Pair, root: &Path) -> serde_json::Value {
-    let cfg = root.join("agent.toml");
     let out = p
-        .exec(
-            &p.client,
-            &agent_bin(),
-            &[
-                "--root",
-                root.to_str().expect("utf-8"),
-                "--config",
-                cfg.to_str().expect("utf-8"),
-                "check",
-                "-o",
-                "json",
-            ],
-        )
+        .agent_check(root, &root.join("agent.toml"))
         .output()
         .expect("agent");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    json_report(&out)
 }
 
 #[test]

@@ -15,7 +15,9 @@
 use base64::Engine;
 use hybrid_node_agent_e2e::apiserver::{ApiServer, ConnectProxy};
 use hybrid_node_agent_e2e::netns::{self, Pair};
-use hybrid_node_agent_e2e::{agent_bin, check_in, pki_for, require_tool, KillOnDrop, Pki};
+use hybrid_node_agent_e2e::{
+    agent_bin, check_in, json_report, pki_for, require_tool, KillOnDrop, Pki,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -187,26 +189,12 @@ fn check(p: &Pair, root: &Path) -> serde_json::Value {
 /// `check -o json` in the client namespace, with `env` added to a
 /// proxy-free environment.
 fn check_with(p: &Pair, root: &Path, env: &[(&str, &str)]) -> serde_json::Value {
-    let cfg = root.join("agent.toml");
-    let mut cmd = p.exec(
-        &p.client,
-        &agent_bin(),
-        &[
-            "--root",
-            root.to_str().expect("utf-8"),
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "check",
-            "-o",
-            "json",
-        ],
-    );
+    let mut cmd = p.agent_check(root, &root.join("agent.toml"));
     for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
         cmd.env_remove(v);
     }
     let out = cmd.envs(env.iter().copied()).output().expect("agent");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    json_report(&out)
 }
 
 fn remedy<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {

@@ -7,7 +7,9 @@
 //! host on (driver loaded, driver upgraded), and XIDs the kernel logged
 //! before a restart come from a /dev/kmsg file under --root.
 
-use hybrid_node_agent_e2e::{agent_bin, check_in, fixture, nvml_scripted_lib, sample, Agent};
+use hybrid_node_agent_e2e::{
+    agent_bin, check_in, fixture, json_report, nvml_scripted_lib, sample, Agent,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,8 +94,7 @@ impl GpuHost {
             .env_remove("RUST_LOG")
             .output()
             .expect("run agent");
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+        json_report(&out)
     }
 
     fn start(&self) -> Agent {

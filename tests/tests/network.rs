@@ -5,7 +5,8 @@
 //! or with a userspace responder that injects a known delay, jitter and loss.
 
 use hybrid_node_agent_e2e::{
-    agent_bin, eventually, free_port, in_ci, require_tool, sample, status_check, KillOnDrop,
+    agent_bin, eventually, free_port, in_ci, json_report, require_tool, sample, status_check,
+    KillOnDrop,
 };
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -159,8 +160,7 @@ fn check_network(t: &Topology, expected_mtu: u32) -> serde_json::Value {
         )
         .output()
         .expect("agent");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    json_report(&out)
 }
 
 fn find<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {

@@ -5,7 +5,7 @@
 //! The packages come from `scripts/package.sh`, which `scripts/test.sh` runs
 //! first under `CI=true`.
 
-use hybrid_node_agent_e2e::{in_ci, require_tool};
+use hybrid_node_agent_e2e::{in_ci, json_report, require_tool};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -192,7 +192,7 @@ fn deb_installs_upgrades_and_removes_cleanly_keeping_the_admins_config() {
         .args(["check", "-o", "json"])
         .output()
         .expect("check");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check prints JSON");
+    let report: serde_json::Value = json_report(&out);
     assert!(matches!(out.status.code(), Some(0..=2)), "{}", text(&out));
     assert!(report["checks"].as_array().is_some_and(|c| !c.is_empty()));
     // The installed unit verifies (the binary and the man page are there now).

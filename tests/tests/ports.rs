@@ -5,7 +5,9 @@
 //! /proc, so the table is the namespace's own.
 
 use hybrid_node_agent_e2e::netns::{available, ip, unique};
-use hybrid_node_agent_e2e::{agent_bin, check_in, eventually, require_tool, root_from_fixture};
+use hybrid_node_agent_e2e::{
+    agent_bin, check_in, eventually, json_report, require_tool, root_from_fixture,
+};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -61,8 +63,7 @@ fn kubelet_check(ns: &str, root: &Path) -> (String, String) {
         ])
         .output()
         .expect("agent");
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let r: serde_json::Value = json_report(&out);
     let (s, m) = check_in(&r, "ports", "kubelet_10250");
     (s.to_owned(), m.to_owned())
 }

@@ -9,7 +9,7 @@
 //! namespaces, then with no server.
 
 use hybrid_node_agent_e2e::netns::{self, Pair};
-use hybrid_node_agent_e2e::{agent_bin, check_in, in_ci, require_tool, KillOnDrop};
+use hybrid_node_agent_e2e::{agent_bin, check_in, in_ci, json_report, require_tool, KillOnDrop};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,16 +19,6 @@ fn write(root: &Path, path: &str, text: &str) {
     let p = root.join(path.trim_start_matches('/'));
     fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     fs::write(p, text).expect("write");
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn check(root: &Path) -> (serde_json::Value, String) {
@@ -45,7 +35,7 @@ fn check(root: &Path) -> (serde_json::Value, String) {
         .expect("agent");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (json(&out), text)
+    (json_report(&out), text)
 }
 
 fn remedy(report: &serde_json::Value, id: &str) -> String {
@@ -122,7 +112,7 @@ fn check_in_ns(p: &Pair) -> serde_json::Value {
         .env_remove("RUST_LOG")
         .output()
         .expect("agent");
-    json(&out)
+    json_report(&out)
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! systemd-timedated, which has no NTP service to synchronise with.
 
 use hybrid_node_agent_e2e::live::{self, BootedHost};
-use hybrid_node_agent_e2e::{agent_bin, check_in};
+use hybrid_node_agent_e2e::{agent_bin, check_in, json_report};
 
 #[test]
 fn preflight_on_a_booted_systemd_host() {
@@ -36,13 +36,7 @@ fn preflight_on_a_booted_systemd_host() {
     assert_eq!(soft, "512", "systemd's own view of the drop-in");
     let nproc = host.show("kubelet", "LimitNPROCSoft");
     let out = host.sh("hybrid-node-agent check -o json");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report: serde_json::Value = json_report(&out);
     let (status, summary) = check_in(&report, "preflight", "limits/kubelet");
     assert_eq!(status, "fail", "{summary}");
     assert!(
@@ -78,7 +72,7 @@ fn preflight_on_a_booted_systemd_host() {
     // Stopped, the kubelet is no longer a leftover.
     host.ok("systemctl stop kubelet");
     let out = host.sh("hybrid-node-agent check -o json");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let report: serde_json::Value = json_report(&out);
     let (status, summary) = check_in(&report, "preflight", "leftovers");
     assert_eq!(status, "pass", "{summary}");
 }

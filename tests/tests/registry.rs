@@ -4,7 +4,7 @@
 //! RHEL tool, and SIGKILLs in the middle of reconciles.
 
 use hybrid_node_agent_e2e::oci::{push_image, start_registry};
-use hybrid_node_agent_e2e::{free_port, pki, require_tool, KillOnDrop};
+use hybrid_node_agent_e2e::{free_port, json_report, pki, require_tool, KillOnDrop};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,14 +76,6 @@ fn ctr_pull(sock: &Path, certs_d: &Path) -> (bool, String) {
     )
 }
 
-fn text_of(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs `apply -o json` with `config` through `cmd` (the agent, or a
 /// wrapper that execs it with the arguments that follow); returns the report.
 fn apply_via(mut cmd: Command, root: &Path, config: &Path) -> Value {
@@ -100,7 +92,7 @@ fn apply_via(mut cmd: Command, root: &Path, config: &Path) -> Value {
         .env_remove("RUST_LOG")
         .output()
         .expect("run");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text_of(&out)))
+    json_report(&out)
 }
 
 fn apply(root: &Path, config: &Path) -> Value {
