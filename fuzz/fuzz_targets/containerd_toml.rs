@@ -5,7 +5,8 @@
 //! key named password, auth, identitytoken, token, … is the placeholder).
 #![no_main]
 
-use hybrid_node_agent::containerd::effective::{analyze, ConfigSet, Context};
+use hybrid_node_agent::containerd::checks::{analyze, Context};
+use hybrid_node_agent::containerd::effective::ConfigSet;
 use hybrid_node_agent::containerd::render::{correct, redact_credentials};
 use hybrid_node_agent::containerd::secrets::unredacted;
 use hybrid_node_agent::host::Host;
