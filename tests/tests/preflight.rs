@@ -415,6 +415,44 @@ fn firewalld_zones_written_by_firewall_offline_cmd_decide_the_firewall_check() {
         summary.contains("10250/tcp (port in zone public)"),
         "{summary}"
     );
+    // Rich rules, as firewall-offline-cmd writes them: one accepting VXLAN
+    // from the node network only says so; one rejecting the kubelet's
+    // port is evaluated before the zone's ports (firewalld's deny chain).
+    let offline = |commands: &str| {
+        run(
+            Command::new("unshare")
+                .args(["-m", "sh", "-c"])
+                .arg(format!(
+                    "mount --bind {}/etc/firewalld /etc/firewalld && {commands}",
+                    r.display()
+                )),
+            commands,
+        )
+    };
+    offline("firewall-offline-cmd --remove-port=8472/udp && firewall-offline-cmd --add-rich-rule='rule family=\"ipv4\" source address=\"10.80.0.0/16\" port port=\"8472\" protocol=\"udp\" accept'");
+    let (report, _) = check(r);
+    let (status, summary) = check_in(&report, "preflight", "firewall");
+    assert_eq!(status, "pass", "{summary}");
+    assert!(
+        summary.contains(
+            "8472/udp (rich rule (ipv4, from address 10.80.0.0/16 only) accepting in zone public)"
+        ),
+        "{summary}"
+    );
+    offline("firewall-offline-cmd --add-rich-rule='rule family=\"ipv4\" port port=\"10250\" protocol=\"tcp\" reject'");
+    let (report, _) = check(r);
+    let (status, summary) = check_in(&report, "preflight", "firewall");
+    assert_eq!(status, "fail", "{summary}");
+    assert!(
+        summary.contains("refuses 10250/tcp (kubelet): rich rule (ipv4) rejecting in zone public"),
+        "{summary}"
+    );
+    assert!(!summary.contains("8472"), "{summary}");
+    assert!(
+        remedy(&report, "firewall").contains("--remove-rich-rule"),
+        "{}",
+        remedy(&report, "firewall")
+    );
 }
 
 #[test]

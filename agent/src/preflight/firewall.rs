@@ -6,9 +6,10 @@
 //!
 //! - firewalld: `DefaultZone=` in /etc/firewalld/firewalld.conf; zones and
 //!   services from /etc/firewalld (which overrides) and /usr/lib/firewalld;
-//!   a port is open in a zone whose target is ACCEPT, or that lists it as
-//!   a `<port>` or through a `<service>`. The default zone and every zone
-//!   bound to an interface are judged. Rich rules are not read.
+//!   a port is open in a zone that lists it as a `<port>` or through a
+//!   `<service>`, lets it in by a rich rule, or whose target is ACCEPT,
+//!   unless a rich rule rejects or drops it first ([`super::firewalld`]).
+//!   The default zone and the node IP interface's zone are judged.
 //! - ufw: `ENABLED=yes` in /etc/ufw/ufw.conf; the `### tuple ###` lines
 //!   `ufw` writes to /etc/ufw/user.rules and user6.rules, first match wins;
 //!   no match falls to `DEFAULT_INPUT_POLICY` in /etc/default/ufw.
@@ -21,6 +22,8 @@ use crate::edge::units;
 use crate::host::read_text;
 use crate::host::Host;
 use std::collections::BTreeMap;
+
+pub use super::firewalld::{read_firewalld, Firewalld, RichRule, Zone, ZoneVerdict};
 
 /// A port the node needs let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +43,7 @@ impl Port {
 }
 
 /// `80`, `30000-32767` (firewalld) or `30000:32767` (ufw), `80,443`.
-fn covers(spec: &str, port: u16) -> bool {
+pub(super) fn covers(spec: &str, port: u16) -> bool {
     spec.split(',').any(|part| {
         let part = part.trim();
         match part.split_once(['-', ':']) {
@@ -51,170 +54,6 @@ fn covers(spec: &str, port: u16) -> bool {
             None => part.parse::<u16>() == Ok(port),
         }
     })
-}
-
-/// The attributes of every `<tag .../>` or `<tag ...>` element in a
-/// firewalld XML file (the files are flat and machine-written).
-fn elements(xml: &str, tag: &str) -> Vec<BTreeMap<String, String>> {
-    let mut out = Vec::new();
-    let open = format!("<{tag}");
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        rest = after;
-        if !after.starts_with(|c: char| c.is_whitespace() || c == '/' || c == '>') {
-            continue;
-        }
-        let Some(end) = after.find('>') else { break };
-        let mut attrs = BTreeMap::new();
-        let mut s = after[..end].trim_end_matches('/');
-        while let Some(eq) = s.find('=') {
-            let name = s[..eq].trim().to_owned();
-            let v = s[eq + 1..].trim_start();
-            let Some(q) = v.chars().next().filter(|c| *c == '"' || *c == '\'') else {
-                break;
-            };
-            let Some(close) = v[1..].find(q) else { break };
-            attrs.insert(name, v[1..1 + close].to_owned());
-            s = &v[close + 2..];
-        }
-        out.push(attrs);
-    }
-    out
-}
-
-/// A firewalld zone as read from disk.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Zone {
-    pub name: String,
-    /// Host path of the file it came from.
-    pub file: String,
-    pub target: String,
-    pub ports: Vec<(String, String)>,
-    pub services: Vec<String>,
-    pub interfaces: Vec<String>,
-}
-
-/// firewalld's configuration on disk.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Firewalld {
-    pub default_zone: String,
-    /// The default zone and those bound to interfaces (see
-    /// [`Firewalld::judged`] for which of them are judged).
-    pub zones: Vec<Zone>,
-    /// Service name → its (port spec, protocol) pairs.
-    pub services: BTreeMap<String, Vec<(String, String)>>,
-}
-
-/// Reads firewalld's configuration; `None` when it is not installed.
-pub fn read_firewalld(host: &Host) -> Option<Firewalld> {
-    let conf = read_text(host, "/etc/firewalld/firewalld.conf").ok();
-    if conf.is_none() && !host.path("/usr/lib/firewalld").is_dir() {
-        return None;
-    }
-    let default_zone = conf
-        .as_deref()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.trim().strip_prefix("DefaultZone="))
-                .map(|z| z.trim().to_owned())
-        })
-        .filter(|z| !z.is_empty())
-        .unwrap_or_else(|| "public".to_owned());
-    let load_dir = |kind: &str| -> BTreeMap<String, (String, String)> {
-        let mut m = BTreeMap::new();
-        for base in ["/etc/firewalld", "/usr/lib/firewalld"] {
-            let dir = format!("{base}/{kind}");
-            let Ok(entries) = std::fs::read_dir(host.path(&dir)) else {
-                continue;
-            };
-            for e in entries.filter_map(|e| e.ok()) {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if let Some(name) = n.strip_suffix(".xml") {
-                    if !m.contains_key(name) {
-                        let path = format!("{dir}/{n}");
-                        if let Ok(text) = read_text(host, &path) {
-                            m.insert(name.to_owned(), (path, text));
-                        }
-                    }
-                }
-            }
-        }
-        m
-    };
-    let ports_of = |xml: &str| -> Vec<(String, String)> {
-        elements(xml, "port")
-            .into_iter()
-            .filter_map(|a| Some((a.get("port")?.clone(), a.get("protocol")?.clone())))
-            .collect()
-    };
-    let services = load_dir("services")
-        .into_iter()
-        .map(|(name, (_, xml))| (name, ports_of(&xml)))
-        .collect();
-    let zones: Vec<Zone> = load_dir("zones")
-        .into_iter()
-        .map(|(name, (file, xml))| Zone {
-            target: elements(&xml, "zone")
-                .first()
-                .and_then(|a| a.get("target").cloned())
-                .unwrap_or_else(|| "default".to_owned()),
-            ports: ports_of(&xml),
-            services: elements(&xml, "service")
-                .into_iter()
-                .filter_map(|a| a.get("name").cloned())
-                .collect(),
-            interfaces: elements(&xml, "interface")
-                .into_iter()
-                .filter_map(|a| a.get("name").cloned())
-                .collect(),
-            name,
-            file,
-        })
-        .filter(|z| z.name == default_zone || !z.interfaces.is_empty())
-        .collect();
-    Some(Firewalld {
-        default_zone,
-        zones,
-        services,
-    })
-}
-
-impl Firewalld {
-    /// The zones judged, then the others. nodeadm opens its ports only in
-    /// the default zone (`firewall-cmd --permanent --add-port` without
-    /// `--zone`, internal/firewall/firewalld.go), so that one is judged,
-    /// and the zone of `node_interface` (the node IP's, where the cluster's
-    /// traffic arrives) when it is bound to another. A second NIC in a
-    /// `drop` or `block` zone is no concern of the cluster's.
-    pub fn judged(&self, node_interface: Option<&str>) -> (Vec<&Zone>, Vec<&Zone>) {
-        self.zones.iter().partition(|z| {
-            z.name == self.default_zone
-                || node_interface.is_some_and(|i| z.interfaces.iter().any(|n| n == i))
-        })
-    }
-
-    /// Whether `zone` lets `p` in, and how.
-    pub fn zone_allows(&self, zone: &Zone, p: &Port) -> Option<String> {
-        if zone.target.eq_ignore_ascii_case("ACCEPT") {
-            return Some(format!("zone {} accepts everything", zone.name));
-        }
-        if zone
-            .ports
-            .iter()
-            .any(|(spec, proto)| proto == p.proto && covers(spec, p.port))
-        {
-            return Some(format!("port in zone {}", zone.name));
-        }
-        zone.services.iter().find_map(|s| {
-            self.services.get(s).and_then(|ports| {
-                ports
-                    .iter()
-                    .any(|(spec, proto)| proto == p.proto && covers(spec, p.port))
-                    .then(|| format!("service {s} in zone {}", zone.name))
-            })
-        })
-    }
 }
 
 /// One `### tuple ###` line of ufw's user rules.
@@ -391,12 +230,17 @@ pub fn judge(
         }
         for z in judged {
             let mut missing = Vec::new();
+            let mut refused = Vec::new();
             for p in ports {
                 match fw.zone_allows(z, p) {
-                    Some(how) => fine.push(format!("{} ({how})", p.spec())),
-                    None => {
+                    ZoneVerdict::Open(how) => fine.push(format!("{} ({how})", p.spec())),
+                    ZoneVerdict::NotListed => {
                         open.insert(*p, false);
                         missing.push(*p);
+                    }
+                    ZoneVerdict::Refused(why) => {
+                        open.insert(*p, false);
+                        refused.push(format!("{} ({}): {why}", p.spec(), p.why));
                     }
                 }
             }
@@ -419,6 +263,18 @@ pub fn judge(
                         .map(|p| format!("--add-port={}", p.spec()))
                         .collect::<Vec<_>>()
                         .join(" ")
+                ));
+            }
+            if !refused.is_empty() {
+                closed.push(format!(
+                    "firewalld zone {} ({}) refuses {}",
+                    z.name,
+                    z.file,
+                    refused.join(", ")
+                ));
+                remedies.push(format!(
+                    "remove or narrow the rich rule (firewall-cmd --permanent --zone={} --list-rich-rules, then --remove-rich-rule='…' and firewall-cmd --reload)",
+                    z.name
                 ));
             }
         }

@@ -9,6 +9,7 @@
 //! own; this module runs them and publishes the metrics.
 
 pub mod firewall;
+pub mod firewalld;
 pub mod leftovers;
 pub mod limits;
 pub mod metrics;

@@ -334,3 +334,110 @@ fn firewalld_zones_and_services_decide_the_ports() {
     write(r, "/proc/812/comm", "firewalld\n");
     assert!(firewall::firewalld_on(&host, None));
 }
+
+/// A zone with `rules` (rich rules as firewall-offline-cmd writes them)
+/// and `own` (its ports and services), judged for Cilium's ports.
+fn judge_zone(own: &str, rules: &str) -> Check {
+    let root = tempfile::tempdir().expect("tmp");
+    let r = root.path();
+    write(r, "/etc/firewalld/firewalld.conf", "DefaultZone=public\n");
+    write(
+        r,
+        "/etc/firewalld/zones/public.xml",
+        &format!("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<zone>\n  <short>Public</short>\n{own}{rules}</zone>\n"),
+    );
+    write(
+        r,
+        "/usr/lib/firewalld/services/kubelet-api.xml",
+        "<service><port protocol=\"tcp\" port=\"10250\"/></service>",
+    );
+    let fw = firewall::read_firewalld(&Host::new(r)).expect("installed");
+    firewall::judge(
+        DOMAIN,
+        Some((&fw, true)),
+        None,
+        &required_ports(Cni::Cilium),
+        None,
+    )
+    .0
+}
+
+#[test]
+fn firewalld_rich_rules_open_and_refuse_ports_in_firewalld_order() {
+    const KUBELET_FROM_VPC: &str = "  <rule family=\"ipv4\">\n    <source address=\"10.20.0.0/16\"/>\n    <port port=\"10250\" protocol=\"tcp\"/>\n    <accept/>\n  </rule>\n";
+    const VXLAN: &str =
+        "  <rule>\n    <port port=\"8472\" protocol=\"udp\"/>\n    <accept/>\n  </rule>\n";
+    // Accepting rules open the ports; one limited to a source says so.
+    let c = judge_zone("", &format!("{KUBELET_FROM_VPC}{VXLAN}"));
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains(
+            "10250/tcp (rich rule (ipv4, from address 10.20.0.0/16 only) accepting in zone public)"
+        ),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.summary
+            .contains("8472/udp (rich rule accepting in zone public)"),
+        "{}",
+        c.summary
+    );
+    // A port inside a rule that rejects is not the zone's port (it used
+    // to be read as one: the flat reader saw every <port>).
+    let reject = "  <rule>\n    <port port=\"10250\" protocol=\"tcp\"/>\n    <reject type=\"icmp-port-unreachable\"/>\n  </rule>\n";
+    let c = judge_zone("", &format!("{reject}{VXLAN}"));
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary.contains("firewalld zone public (/etc/firewalld/zones/public.xml) refuses 10250/tcp (kubelet): rich rule rejecting in zone public"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("--remove-rich-rule"),
+        "{c:?}"
+    );
+    // Refusing rules come before the zone's own ports and services...
+    let listed =
+        "  <port port=\"10250\" protocol=\"tcp\"/>\n  <port port=\"8472\" protocol=\"udp\"/>\n";
+    let drop_service = "  <rule>\n    <service name=\"kubelet-api\"/>\n    <drop/>\n  </rule>\n";
+    let c = judge_zone(listed, drop_service);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary
+            .contains("refuses 10250/tcp (kubelet): rich rule dropping"),
+        "{}",
+        c.summary
+    );
+    // ...unless an accepting rule of lower priority answers first, and a
+    // rule refusing some sources only leaves the port open to the rest.
+    let first = "  <rule priority=\"-10\">\n    <port port=\"10250\" protocol=\"tcp\"/>\n    <accept/>\n  </rule>\n";
+    let c = judge_zone(listed, &format!("{drop_service}{first}"));
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains("rich rule (priority -10) accepting"),
+        "{}",
+        c.summary
+    );
+    let some = "  <rule family=\"ipv4\">\n    <source address=\"192.0.2.0/24\"/>\n    <port port=\"10250\" protocol=\"tcp\"/>\n    <reject/>\n  </rule>\n";
+    let c = judge_zone(listed, some);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(
+        c.summary.contains("10250/tcp (port in zone public)"),
+        "{}",
+        c.summary
+    );
+    // A rule for other ports, or a log-only rule, changes nothing.
+    let other = "  <rule>\n    <port port=\"22\" protocol=\"tcp\"/>\n    <drop/>\n  </rule>\n  <rule>\n    <port port=\"10250\" protocol=\"tcp\"/>\n    <log prefix=\"kubelet\"/>\n  </rule>\n";
+    let c = judge_zone("", other);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert!(
+        c.summary
+            .contains("does not let in 10250/tcp (kubelet), 8472/udp"),
+        "{}",
+        c.summary
+    );
+}
