@@ -7,6 +7,7 @@ mod evaluate;
 pub mod init;
 pub mod lax;
 pub mod parse;
+pub mod positions;
 pub mod scalars;
 pub mod validate;
 pub mod watch;

@@ -3,6 +3,7 @@
 //! error says where; what nodeadm lets through comes back as notices.
 
 use super::decode::{self, Notice};
+use super::positions::KeyPositions;
 use super::yaml11;
 use crate::model::nodeconfig::{NodeConfig, API_VERSION, KIND};
 use std::fmt;
@@ -59,6 +60,8 @@ pub struct Parsed {
     /// `cluster.certificateAuthority` was given, even empty: nodeadm then
     /// does not fetch it from the EKS API.
     pub certificate_authority_given: bool,
+    /// Where each key of the file is.
+    pub positions: KeyPositions,
 }
 
 /// Parses and strictly decodes a NodeConfig.
@@ -89,6 +92,7 @@ pub fn parse_full(text: &str) -> Result<Parsed, ParseError> {
         };
         ParseError::at(Some(e.pos()), scrub_secrets(text, message))
     })?;
+    let positions = KeyPositions::of(doc.root.as_ref());
     let decoded = decode::decode(doc.root.as_ref())
         .map_err(|e| ParseError::at(Some(e.pos()), scrub_secrets(text, e.to_string())))?;
     let mut notices = decoded.notices;
@@ -101,20 +105,21 @@ pub fn parse_full(text: &str) -> Result<Parsed, ParseError> {
                 .into(),
         });
     }
-    notices.extend(header_notices(text, &decoded.json));
+    notices.extend(header_notices(text, &positions, &decoded.json));
     let config: NodeConfig = serde_json::from_value(decoded.json)
         .map_err(|e| ParseError::at(None, clean_message(&e.to_string())))?;
     Ok(Parsed {
         config,
         notices,
         certificate_authority_given: decoded.certificate_authority_given,
+        positions,
     })
 }
 
 /// nodeadm's `file://` source decodes without looking at `apiVersion` or
 /// `kind` (only the `imds://` path checks them), so a wrong one is a
 /// warning: it still joins, but other tools will not read the file.
-fn header_notices(text: &str, json: &serde_json::Value) -> Vec<Notice> {
+fn header_notices(text: &str, positions: &KeyPositions, json: &serde_json::Value) -> Vec<Notice> {
     let mut out = Vec::new();
     for (key, expected) in [("apiVersion", API_VERSION), ("kind", KIND)] {
         let got = json.get(key).and_then(|v| v.as_str());
@@ -126,7 +131,10 @@ fn header_notices(text: &str, json: &serde_json::Value) -> Vec<Notice> {
             None => format!("{key} is missing"),
         };
         out.push(Notice {
-            pos: locate_key(text, key).unwrap_or((1, 1)),
+            pos: positions
+                .get(key)
+                .or_else(|| locate_key(text, key))
+                .unwrap_or((1, 1)),
             field: key.to_owned(),
             message: format!(
                 "{what}; expected {expected:?}. nodeadm init -c file://… does not check it, \

@@ -12,6 +12,7 @@
 //! flag, last one wins, and only a non-empty value fails.
 
 use super::parse::{locate_key, locate_key_from};
+use super::positions::KeyPositions;
 use crate::host::Host;
 use crate::model::nodeconfig::{IamRolesAnywhere, NodeConfig};
 use std::time::SystemTime;
@@ -50,6 +51,7 @@ pub const AREAS: [&str; 5] = [
 /// Collects findings positioned at a key of the file.
 pub(crate) struct Out<'a> {
     pub text: &'a str,
+    pub positions: KeyPositions,
     pub findings: Vec<Finding>,
 }
 
@@ -73,9 +75,13 @@ impl Out<'_> {
         });
     }
 
-    /// Where `key` of `field` is: searched below the parent keys of the
-    /// field path, so `name` finds `cluster.name`, not `metadata.name`.
+    /// Where `key` of `field` is: from the YAML tree, else searched in
+    /// the text below the parent keys of the field path, so `name` finds
+    /// `cluster.name`, not `metadata.name`.
     pub fn locate(&self, field: &str, key: &str) -> Option<(usize, usize)> {
+        if let Some(pos) = self.positions.locate(field, key) {
+            return Some(pos);
+        }
         let mut line = 1;
         let parts: Vec<&str> = field.split('.').collect();
         for parent in parts.iter().take(parts.len().saturating_sub(1)) {
@@ -110,6 +116,7 @@ pub fn nodeadm_flag_value<'a>(flags: &'a [String], name: &str) -> &'a str {
 pub fn validate(config: &NodeConfig, text: &str, host: &Host, now: SystemTime) -> Vec<Finding> {
     let mut out = Out {
         text,
+        positions: KeyPositions::from_text(text),
         findings: Vec::new(),
     };
     validator(&mut out, config, host, now);
@@ -133,6 +140,7 @@ pub fn validate_full(
     let config = &parsed.config;
     let mut out = Out {
         text,
+        positions: parsed.positions.clone(),
         findings: parsed
             .notices
             .iter()
@@ -297,10 +305,14 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
         .unwrap_or("invalid TOML")
         .trim()
         .to_owned();
-    let (position, context) = match embedded_block_position(text, toml_text, toml_line) {
+    let positions = KeyPositions::from_text(text);
+    let (position, context) = match embedded_block_position(text, &positions, toml_text, toml_line)
+    {
         Some((line, indent)) => (Some((line, indent + toml_col)), String::new()),
         None => (
-            locate_key(text, "containerd"),
+            positions
+                .get("spec.containerd")
+                .or_else(|| locate_key(text, "containerd")),
             format!(" (line {toml_line}, column {toml_col} of the embedded TOML)"),
         ),
     };
@@ -319,17 +331,17 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
 /// The file line (1-based) and indentation of line `toml_line` of the
 /// embedded TOML, when it sits in a literal block scalar (`config: |`)
 /// whose lines are, one for one, the TOML's lines up to that one. The key
-/// is found by reading the text, not the YAML tree, so the block is
-/// verified against the decoded value: a quoted or folded value, an
-/// alias, or another `config: |` further down maps nowhere (`None`), and
-/// a position never points past the end of the file.
+/// comes from the YAML tree; the block's lines are still compared with
+/// the decoded value, so a quoted or folded value or an alias maps
+/// nowhere (`None`), and a position never points past the end of the
+/// file.
 fn embedded_block_position(
     text: &str,
+    positions: &KeyPositions,
     toml_text: &str,
     toml_line: usize,
 ) -> Option<(usize, usize)> {
-    let (containerd_line, _) = locate_key(text, "containerd")?;
-    let (config_line, _) = locate_key_from(text, "config", containerd_line + 1)?;
+    let (config_line, _) = positions.get("spec.containerd.config")?;
     let lines: Vec<&str> = text.lines().collect();
     let header = lines.get(config_line - 1)?;
     let value = header.split_once(':')?.1.trim();
@@ -463,6 +475,19 @@ mod tests {
             "{}",
             f[0].message
         );
+    }
+
+    #[test]
+    fn findings_point_at_the_key_in_the_yaml_tree_not_at_its_first_spelling() {
+        // `cluster:` is written first inside the containerd block scalar;
+        // the real key, missing its region, is on line 7.
+        let text = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  containerd:\n    config: |\n      cluster: not a key\n  cluster:\n    name: c\n  hybrid:\n    ssm:\n      activationCode: \"aaaaaaaaaaaaaaaaaaaaaaaa\"\n      activationId: \"0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\"\n";
+        let f = findings(text);
+        let region = f
+            .iter()
+            .find(|f| f.field == "spec.cluster.region")
+            .unwrap_or_else(|| panic!("{f:?}"));
+        assert_eq!(region.position, Some((7, 3)), "{region:?}");
     }
 
     const IAM_RA: &str = "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec:\n  cluster:\n    name: c\n    region: us-west-2\n  hybrid:\n    iamRolesAnywhere:\n      nodeName: rack12-node07\n      trustAnchorArn: arn:aws:rolesanywhere:us-west-2:1:trust-anchor/a\n      profileArn: arn:aws:rolesanywhere:us-west-2:1:profile/b\n      roleArn: arn:aws:iam::1:role/c\n";
