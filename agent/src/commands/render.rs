@@ -23,11 +23,12 @@ pub fn render(
             .map(|(l, c)| format!(":{l}:{c}"))
             .unwrap_or_default()
     };
-    let config = crate::nodeconfig::parse::parse(&text).map_err(|e| AppError::Invalid {
+    let parsed = crate::nodeconfig::parse::parse_full(&text).map_err(|e| AppError::Invalid {
         path: path.clone(),
         at: at(e.position),
         message: e.message.clone(),
     })?;
+    let config = &parsed.config;
     let Some(inline) = config.spec.containerd.config.as_deref() else {
         println!(
             "# {} has no spec.containerd.config: nothing to correct",
@@ -40,7 +41,9 @@ pub fn render(
         .ok()
         .and_then(|t| ContainerdConfig::parse(&t).ok())
         .and_then(|c| c.sandbox_image());
-    if let Some(f) = crate::nodeconfig::validate::containerd_toml_finding(&config, &text) {
+    if let Some(f) =
+        crate::nodeconfig::validate::containerd_toml_finding(config, &text, &parsed.positions)
+    {
         return Err(AppError::Invalid {
             path: path.clone(),
             at: at(f.position),

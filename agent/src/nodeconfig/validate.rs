@@ -51,7 +51,7 @@ pub const AREAS: [&str; 5] = [
 /// Collects findings positioned at a key of the file.
 pub(crate) struct Out<'a> {
     pub text: &'a str,
-    pub positions: KeyPositions,
+    pub positions: &'a KeyPositions,
     pub findings: Vec<Finding>,
 }
 
@@ -109,23 +109,6 @@ pub fn nodeadm_flag_value<'a>(flags: &'a [String], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Validates a decoded NodeConfig as hybrid nodeadm's validator does.
-/// `text` is the file it came from (for positions); IAM Roles Anywhere
-/// files are looked up on `host`. IAM Roles Anywhere paths are judged
-/// after init's defaults.
-pub fn validate(config: &NodeConfig, text: &str, host: &Host, now: SystemTime) -> Vec<Finding> {
-    let mut out = Out {
-        text,
-        positions: KeyPositions::from_text(text),
-        findings: Vec::new(),
-    };
-    validator(&mut out, config, host, now);
-    if let Some(f) = containerd_toml_finding(config, text) {
-        out.findings.push(f);
-    }
-    out.findings
-}
-
 /// Everything the agent judges: the decoder's notices, nodeadm's
 /// validator (after init's defaults), where `config check` disagrees, the
 /// rules init applies later, what nodeadm lets through, and the embedded
@@ -140,7 +123,7 @@ pub fn validate_full(
     let config = &parsed.config;
     let mut out = Out {
         text,
-        positions: parsed.positions.clone(),
+        positions: &parsed.positions,
         findings: parsed
             .notices
             .iter()
@@ -159,7 +142,7 @@ pub fn validate_full(
     // Last in its check: what breaks the node comes before a disagreement
     // between two nodeadm commands.
     super::init::config_check_disagreement(&mut out, config);
-    if let Some(f) = containerd_toml_finding(config, text) {
+    if let Some(f) = containerd_toml_finding(config, text, &parsed.positions) {
         out.findings.push(f);
     }
     out.findings
@@ -291,7 +274,11 @@ fn iam_roles_anywhere(
 
 /// The finding for an embedded `containerd.config` that is not valid TOML,
 /// positioned in the NodeConfig file itself.
-pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Finding> {
+pub fn containerd_toml_finding(
+    config: &NodeConfig,
+    text: &str,
+    positions: &KeyPositions,
+) -> Option<Finding> {
     let toml_text = config.spec.containerd.config.as_deref()?;
     let e = toml_text.parse::<toml_edit::DocumentMut>().err()?;
     let (toml_line, toml_col) = e
@@ -305,9 +292,7 @@ pub fn containerd_toml_finding(config: &NodeConfig, text: &str) -> Option<Findin
         .unwrap_or("invalid TOML")
         .trim()
         .to_owned();
-    let positions = KeyPositions::from_text(text);
-    let (position, context) = match embedded_block_position(text, &positions, toml_text, toml_line)
-    {
+    let (position, context) = match embedded_block_position(text, positions, toml_text, toml_line) {
         Some((line, indent)) => (Some((line, indent + toml_col)), String::new()),
         None => (
             positions
@@ -415,6 +400,21 @@ fn is_lower_hex_uuid(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::nodeconfig::parse::parse;
+
+    /// nodeadm's validator alone (no decoder notices, init's later rules
+    /// or the lax ones), with the embedded TOML finding.
+    fn validate(config: &NodeConfig, text: &str, host: &Host, now: SystemTime) -> Vec<Finding> {
+        let positions = KeyPositions::from_text(text);
+        let mut out = Out {
+            text,
+            positions: &positions,
+            findings: Vec::new(),
+        };
+        validator(&mut out, config, host, now);
+        out.findings
+            .extend(containerd_toml_finding(config, text, &positions));
+        out.findings
+    }
 
     fn findings(text: &str) -> Vec<Finding> {
         let dir = tempfile::tempdir().expect("tempdir");
