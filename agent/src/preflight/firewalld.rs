@@ -13,14 +13,10 @@ use std::collections::BTreeMap;
 /// firewalld XML file (the files are flat and machine-written).
 fn elements(xml: &str, tag: &str) -> Vec<BTreeMap<String, String>> {
     let mut out = Vec::new();
-    let open = format!("<{tag}");
     let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
+    while let Some(i) = find_tag(rest, tag) {
+        let after = &rest[i + 1 + tag.len()..];
         rest = after;
-        if !after.starts_with(|c: char| c.is_whitespace() || c == '/' || c == '>') {
-            continue;
-        }
         let Some(end) = after.find('>') else { break };
         let mut attrs = BTreeMap::new();
         let mut s = after[..end].trim_end_matches('/');
@@ -153,12 +149,22 @@ impl Firewalld {
     /// sources opens the port for those only (said so), and one that
     /// refuses some sources closes it for those only (not a verdict).
     pub fn zone_allows(&self, zone: &Zone, p: &Port) -> ZoneVerdict {
-        let matching: Vec<&RichRule> = zone
+        // (priority, 0 before the zone's own ports and services, 1 after):
+        // at priority 0 only accepting rules come after them.
+        let rank = |r: &RichRule| {
+            (
+                r.priority,
+                i32::from(r.priority == 0 && r.action == "accept"),
+            )
+        };
+        let mut rules: Vec<&RichRule> = zone
             .rules
             .iter()
             .filter(|r| r.matches(p, &self.services))
             .collect();
-        let decide = |r: &RichRule| -> Option<ZoneVerdict> {
+        rules.sort_by_key(|r| rank(r));
+        let first_after = rules.partition_point(|r| rank(r) < (0, 1));
+        let decide = |r: &&RichRule| -> Option<ZoneVerdict> {
             let how = || format!("{} in zone {}", r.describe(), zone.name);
             match (r.action.as_str(), r.source.is_some()) {
                 ("accept", _) => Some(ZoneVerdict::Open(how())),
@@ -166,20 +172,8 @@ impl Firewalld {
                 _ => None,
             }
         };
-        let by_priority = |keep: &dyn Fn(i32) -> bool| {
-            let mut rules: Vec<&&RichRule> = matching.iter().filter(|r| keep(r.priority)).collect();
-            rules.sort_by_key(|r| r.priority);
-            rules.into_iter().find_map(|r| decide(r))
-        };
-        if let Some(d) = by_priority(&|prio| prio < 0) {
-            return d;
-        }
-        let at_zero = || matching.iter().filter(|r| r.priority == 0);
-        if let Some(d) = at_zero()
-            .filter(|r| r.action != "accept")
-            .find_map(|r| decide(r))
-        {
-            return d;
+        if let Some(v) = rules[..first_after].iter().find_map(decide) {
+            return v;
         }
         if zone
             .ports
@@ -195,14 +189,8 @@ impl Firewalld {
         {
             return ZoneVerdict::Open(format!("service {s} in zone {}", zone.name));
         }
-        if let Some(d) = at_zero()
-            .filter(|r| r.action == "accept")
-            .find_map(|r| decide(r))
-        {
-            return d;
-        }
-        if let Some(d) = by_priority(&|prio| prio > 0) {
-            return d;
+        if let Some(v) = rules[first_after..].iter().find_map(decide) {
+            return v;
         }
         if zone.target.eq_ignore_ascii_case("ACCEPT") {
             return ZoneVerdict::Open(format!("zone {} accepts everything", zone.name));
