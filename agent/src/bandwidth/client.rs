@@ -309,18 +309,7 @@ impl Control<'_> {
                 .bytes
                 .iter()
                 .enumerate()
-                .map(|(i, &bytes)| StreamResult {
-                    id: proto::stream_id(i),
-                    bytes,
-                    retransmits: -1,
-                    jitter: 0.0,
-                    errors: 0,
-                    omitted_errors: 0,
-                    packets: 0,
-                    omitted_packets: 0,
-                    start_time: 0.0,
-                    end_time: measured.seconds,
-                })
+                .map(|(i, &bytes)| StreamResult::tcp(i, bytes, -1, measured.seconds))
                 .collect(),
         };
         proto::write_json(self.ctrl, &ours).map_err(self.io("sending the results"))?;

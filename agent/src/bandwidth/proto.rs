@@ -147,6 +147,25 @@ pub struct StreamResult {
     pub end_time: f64,
 }
 
+impl StreamResult {
+    /// The TCP result line of stream number `index` (0-based): `bytes`
+    /// over `seconds`, `retransmits` (-1 when not counted); no UDP figures.
+    pub fn tcp(index: usize, bytes: u64, retransmits: i64, seconds: f64) -> Self {
+        StreamResult {
+            id: stream_id(index),
+            bytes,
+            retransmits,
+            jitter: 0.0,
+            errors: 0,
+            omitted_errors: 0,
+            packets: 0,
+            omitted_packets: 0,
+            start_time: 0.0,
+            end_time: seconds,
+        }
+    }
+}
+
 /// iperf3 3.12 writes a "not counted" -1 through an unsigned type
 /// (`18446744073709551615`); any value outside i64, or a fraction, reads as -1.
 fn lenient_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {

@@ -102,18 +102,7 @@ mod tests {
             streams: bytes
                 .iter()
                 .enumerate()
-                .map(|(i, &b)| StreamResult {
-                    id: proto::stream_id(i),
-                    bytes: b,
-                    retransmits: 3,
-                    jitter: 0.0,
-                    errors: 0,
-                    omitted_errors: 0,
-                    packets: 0,
-                    omitted_packets: 0,
-                    start_time: 0.0,
-                    end_time: secs,
-                })
+                .map(|(i, &b)| StreamResult::tcp(i, b, 3, secs))
                 .collect(),
         }
     }
